@@ -1,0 +1,5 @@
+import sys
+
+from ovirt_cdrom.cli import main
+
+sys.exit(main())

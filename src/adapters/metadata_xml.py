@@ -1,0 +1,257 @@
+"""The ``<ovirt-vm:vm>`` metadata block: a hardened parser and our CD-ROM entries in it.
+
+Shared by every MetadataRepository (in-memory, libvirt, vdsm), so that they cannot drift.
+Only the ``<ovirt-vm:device devtype="disk" name="...">`` elements of the CD-ROM drive being
+written are ever replaced; every other node of the block is left exactly where and as it was.
+
+Two encodings of a pending change exist; both are always read:
+
+* ``design`` (the default): the design's entries, one ``<ovirt-vm:device>`` per entry, the
+  pending ones carrying a ``state`` attribute (two entries named ``sdc`` during a change);
+* ``vdsm-4.50``: one entry per drive, the pending change nested in it as
+  ``<ovirt-vm:change>`` with ``<ovirt-vm:state>`` and the new PDIV, as vdsm 4.50 shipped it
+  (its own metadata reader cannot handle two entries with one name).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lxml import etree
+from ovirt_cdrom.domain.errors import CdromError, InvalidMetadata
+from ovirt_cdrom.domain.model import (
+    CdEntry,
+    CdromSlot,
+    DriveName,
+    EntryState,
+    VolumeRef,
+    parse_uuid,
+)
+
+NS = "http://ovirt.org/vm/1.0"
+PREFIX = "ovirt-vm"
+ROOT_TAG = "vm"
+_Q = f"{{{NS}}}"
+_DEVICE = _Q + "device"
+_CHANGE = _Q + "change"
+_STATE = _Q + "state"
+# vdsm's Metadata.dump writes a device's children sorted by name.
+_PDIV_TAGS = (("domainID", "domain_id"), ("imageID", "image_id"),
+              ("poolID", "pool_id"), ("volumeID", "volume_id"))
+MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+
+
+class Encoding(enum.Enum):
+    DESIGN = "design"
+    VDSM_450 = "vdsm-4.50"
+
+    @classmethod
+    def parse(cls, value: str | Encoding) -> Encoding:
+        if isinstance(value, Encoding):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(
+                f"unknown metadata encoding {value!r}; expected one of "
+                f"{', '.join(e.value for e in cls)}") from None
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_blank_text=False)
+
+
+def new_block() -> etree._Element:
+    """An empty ``<ovirt-vm:vm>`` block."""
+    return etree.Element(_Q + ROOT_TAG, nsmap={PREFIX: NS})
+
+
+def parse_block(text: str | bytes | None) -> etree._Element:
+    """Parse untrusted metadata: no DTD, no entities, no network, bounded size and depth."""
+    if text is None or (isinstance(text, str | bytes) and not text.strip()):
+        return new_block()
+    data = text.encode() if isinstance(text, str) else text
+    if len(data) > MAX_BYTES:
+        raise InvalidMetadata(f"metadata block of {len(data)} bytes is too large")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as err:
+        raise InvalidMetadata(f"not well-formed XML: {err}") from None
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise InvalidMetadata("a DOCTYPE is not allowed in VM metadata")
+    for node in root.iter():
+        if isinstance(node, etree._Entity):
+            raise InvalidMetadata("entity references are not allowed in VM metadata")
+    if _depth(root) > MAX_DEPTH:
+        raise InvalidMetadata(f"metadata nested deeper than {MAX_DEPTH} levels")
+    if root.tag != _Q + ROOT_TAG:
+        raise InvalidMetadata(f"expected <{PREFIX}:{ROOT_TAG}>, got <{root.tag}>")
+    return root
+
+
+def _depth(root: etree._Element) -> int:
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def serialize(root: etree._Element, pretty: bool = False) -> str:
+    return etree.tostring(root, encoding="unicode", pretty_print=pretty)
+
+
+def _drive_devices(root: etree._Element, drive: DriveName) -> list[etree._Element]:
+    return [el for el in root.iterchildren(_DEVICE)
+            if el.get("name") == drive.value and el.get("devtype", "disk") == "disk"]
+
+
+def _read_pdiv(el: etree._Element, where: str) -> VolumeRef | None:
+    values = {}
+    for tag, _attr in _PDIV_TAGS:
+        child = el.find(_Q + tag)
+        if child is not None:
+            values[tag] = (child.text or "").strip()
+    if not values:
+        return None
+    if len(values) != len(_PDIV_TAGS):
+        missing = sorted({t for t, _ in _PDIV_TAGS} - set(values))
+        raise InvalidMetadata(f"{where}: incomplete PDIV, missing {', '.join(missing)}")
+    try:
+        return VolumeRef(*(parse_uuid(values[k], k) for k in VolumeRef.KEYS))
+    except CdromError as err:
+        raise InvalidMetadata(f"{where}: {err}") from None
+
+
+def _read_state(text: str | None, where: str) -> EntryState | None:
+    if text is None:
+        return None
+    try:
+        return EntryState(text.strip())
+    except ValueError:
+        raise InvalidMetadata(f"{where}: unknown state {text[:40]!r}") from None
+
+
+def read_entries(root: etree._Element, drive: DriveName) -> tuple[CdEntry, ...]:
+    """The drive's logical entries, from either encoding."""
+    devices = _drive_devices(root, drive)
+    entries: list[CdEntry] = []
+    nested = False
+    for el in devices:
+        where = f"device {drive}"
+        state = _read_state(el.get("state"), where)
+        volume = _read_pdiv(el, where)
+        changes = el.findall(_CHANGE)
+        if not changes:
+            entries.append(CdEntry(state, volume))
+            continue
+        if len(changes) > 1 or state is not None or len(devices) > 1:
+            raise InvalidMetadata(f"{where}: conflicting pending changes")
+        nested = True
+        entries.extend(_expand_change(volume, changes[0], where))
+    if nested:
+        CdromSlot.from_entries(entries)  # validate the combination
+    return tuple(entries)
+
+
+def _expand_change(volume: VolumeRef | None, change: etree._Element,
+                   where: str) -> list[CdEntry]:
+    """vdsm 4.50's nested form as the design's logical entries."""
+    state_el = change.find(_STATE)
+    state = _read_state(state_el.text if state_el is not None else None, where + " change")
+    new = _read_pdiv(change, where + " change")
+    if state is EntryState.LOADING:
+        if new is None:
+            raise InvalidMetadata(f"{where}: a loading change without a volume")
+        if volume is None:
+            return [CdEntry(EntryState.LOADING, new)]
+        return [CdEntry(EntryState.EJECTING, volume), CdEntry(EntryState.LOADING, new)]
+    if state is EntryState.EJECTING:
+        if volume is None:
+            raise InvalidMetadata(f"{where}: ejecting an empty drive")
+        if new is None:
+            return [CdEntry(EntryState.EJECTING, volume)]
+        # Our extension: the tray switched to `volume`, `new` is the old CD to tear down.
+        return [CdEntry(None, volume), CdEntry(EntryState.EJECTING, new)]
+    raise InvalidMetadata(f"{where}: a change without a state")
+
+
+def write_entries(root: etree._Element, drive: DriveName, entries: Sequence[CdEntry],
+                  encoding: Encoding = Encoding.DESIGN) -> None:
+    """Replace the drive's entries in place; every other node stays where it was."""
+    if encoding is Encoding.DESIGN:
+        new_elements = [_design_element(drive, e) for e in entries]
+    else:
+        new_elements = [_vdsm450_element(drive, CdromSlot.from_entries(entries))]
+    old = _drive_devices(root, drive)
+    if old:
+        anchor = old[0]
+        tail = anchor.tail
+        for el in new_elements:
+            el.tail = tail
+            anchor.addprevious(el)
+        for el in old:
+            root.remove(el)
+    else:
+        _append(root, new_elements)
+
+
+def _append(root: etree._Element, elements: Iterable[etree._Element]) -> None:
+    children = list(root)
+    indent = children[-1].tail if children else None
+    for el in elements:
+        if children:
+            el.tail = children[-1].tail
+            children[-1].tail = indent
+        root.append(el)
+        children.append(el)
+
+
+def _device(drive: DriveName) -> etree._Element:
+    return etree.Element(_DEVICE, {"devtype": "disk", "name": drive.value})
+
+
+def _add_pdiv(parent: etree._Element, volume: VolumeRef, state: str | None = None) -> None:
+    fields = [(tag, getattr(volume, attr)) for tag, attr in _PDIV_TAGS]
+    if state is not None:
+        fields.append(("state", state))
+        fields.sort()
+    for tag, value in fields:
+        etree.SubElement(parent, _Q + tag).text = value
+
+
+def _design_element(drive: DriveName, entry: CdEntry) -> etree._Element:
+    el = _device(drive)
+    if entry.state is not None:
+        el.set("state", entry.state.value)
+    if entry.volume is not None:
+        _add_pdiv(el, entry.volume)
+    return el
+
+
+def _vdsm450_element(drive: DriveName, slot: CdromSlot) -> etree._Element:
+    el = _device(drive)
+    if slot.stale is not None:
+        assert slot.current is not None
+        _add_pdiv(el, slot.current)
+        change = etree.SubElement(el, _CHANGE)
+        _add_pdiv(change, slot.stale, state=EntryState.EJECTING.value)
+        return el
+    if slot.current is not None:
+        _add_pdiv(el, slot.current)
+    if slot.loading is not None:
+        change = etree.SubElement(el, _CHANGE)
+        _add_pdiv(change, slot.loading, state=EntryState.LOADING.value)
+    elif slot.ejecting:
+        change = etree.SubElement(el, _CHANGE)
+        etree.SubElement(change, _STATE).text = EntryState.EJECTING.value
+    return el

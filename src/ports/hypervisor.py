@@ -1,0 +1,41 @@
+"""What the core needs from the hypervisor (libvirt): a VM's CD-ROM trays."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+
+from ovirt_cdrom.domain.model import DriveName, Media, VmId
+
+
+class Hypervisor(abc.ABC):
+    """The VMs running on this host and their CD-ROM drives.
+
+    Errors: ``NoSuchVM`` for an unknown VM, ``NoSuchDrive`` for a VM without that CD-ROM,
+    ``HypervisorTimeout`` when a call may have taken effect without answering, and
+    ``HypervisorError`` for any other refusal.
+    """
+
+    @abc.abstractmethod
+    def vm_ids(self) -> list[VmId]:
+        """Every VM running on this host."""
+
+    @abc.abstractmethod
+    def is_migrating(self, vm: VmId) -> bool:
+        """Whether the VM is migrating (a media change must then be refused)."""
+
+    @abc.abstractmethod
+    def cdroms(self, vm: VmId) -> Mapping[DriveName, str | None]:
+        """Every CD-ROM drive of the VM and the path its tray holds (None: empty)."""
+
+    @abc.abstractmethod
+    def cdrom(self, vm: VmId, drive: DriveName) -> str | None:
+        """The path the drive's tray holds, None when empty."""
+
+    @abc.abstractmethod
+    def load(self, vm: VmId, drive: DriveName, media: Media) -> None:
+        """Put ``media`` in the tray, replacing what it held (forced, as vdsm does)."""
+
+    @abc.abstractmethod
+    def eject(self, vm: VmId, drive: DriveName) -> None:
+        """Empty the tray (politely first, then forced, as vdsm does)."""

@@ -1,0 +1,258 @@
+"""The application service: runs the domain's flows through the ports.
+
+It owns what lives only in this process: one lock per drive (a second call on the same
+drive waits for the first), one lock per volume around activation, and the host-wide
+volume users (reference counting). It knows nothing of libvirt, LVM or XML.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ovirt_cdrom.domain import flows
+from ovirt_cdrom.domain.errors import (
+    CdromError,
+    DriveBusy,
+    MigrationInProgress,
+    VolumeInUse,
+    internal_error,
+)
+from ovirt_cdrom.domain.model import (
+    CdEntry,
+    CdromSlot,
+    CdTarget,
+    DriveKey,
+    DriveName,
+    VmId,
+    VolumeRef,
+    VolumeUsers,
+)
+from ovirt_cdrom.ports import Hypervisor, MetadataRepository, VolumeActivator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    slot: CdromSlot
+    changed: bool
+    clean: bool
+    recovered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DriveRecovery:
+    vm: VmId
+    drive: DriveName
+    slot: CdromSlot | None
+    changed: bool
+    clean: bool
+    error: CdromError | None = None
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    drives: list[DriveRecovery] = field(default_factory=list)
+    vm_errors: dict[VmId, CdromError] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not self.vm_errors and all(d.clean and d.error is None for d in self.drives)
+
+    def extend(self, other: RecoveryReport) -> None:
+        self.drives.extend(other.drives)
+        self.vm_errors.update(other.vm_errors)
+
+
+class CdromService:
+    """``change_cd``, ``recover`` and ``recover_all`` over the three ports."""
+
+    def __init__(self, hypervisor: Hypervisor, volumes: VolumeActivator,
+                 metadata: MetadataRepository) -> None:
+        self._hv = hypervisor
+        self._volumes = volumes
+        self._md = metadata
+        self._guard = threading.Lock()
+        self._drive_locks: dict[DriveKey, threading.Lock] = {}
+        self._volume_locks: dict[VolumeRef, threading.Lock] = {}
+        self._users = VolumeUsers()
+        self._users_lock = threading.Lock()
+
+    # --- public API ------------------------------------------------------------------
+
+    def change_cd(self, vm: VmId, drive: DriveName, target: CdTarget) -> ChangeResult:
+        """Insert, eject or change the CD in ``drive``; atomic, see ``flows.change_cd``.
+
+        Calls on the same drive are serialized: a second call waits for the first, then
+        starts from what the first left (so a retried request becomes a no-op).
+        """
+        key = DriveKey(vm, drive)
+        with self._drive_lock(key):
+            if self._hv.is_migrating(vm):
+                raise MigrationInProgress(f"VM {vm} is migrating")
+            held = self._hv.cdrom(vm, drive)
+            slot = CdromSlot.from_entries(self._md.read(vm, drive))
+            self._note_holder(key, slot, held)
+            recovered = False
+            if not flows.consistent(slot, held):
+                log.info("Drive %s has leftovers (%s); recovering before the change", key, slot)
+                done = self._run(key, flows.recover_drive(slot, held))
+                if not done.clean:
+                    raise DriveBusy(f"recovery left {done.slot}", vm=vm, drive=drive)
+                slot, recovered = done.slot, True
+            result = self._run(key, flows.change_cd(slot, held, target))
+            if not result.clean:
+                log.warning("Change on %s succeeded; leftovers kept for recovery: %s",
+                            key, result.slot)
+            return ChangeResult(result.slot, result.changed, result.clean, recovered)
+
+    def recover(self, vm: VmId) -> RecoveryReport:
+        """Clean up every CD-ROM drive of one VM (e.g. when vdsm recovers the VM)."""
+        report = RecoveryReport()
+        try:
+            trays = self._hv.cdroms(vm)
+            entries = self._md.read_all(vm, list(trays))
+        except CdromError as err:
+            log.error("Cannot recover CD-ROMs of VM %s: %s", vm, err)
+            report.vm_errors[vm] = err
+            return report
+        for drive, held in trays.items():
+            report.drives.append(self._recover_drive(vm, drive, held, entries.get(drive, ())))
+        return report
+
+    def recover_all(self) -> RecoveryReport:
+        """Recover every VM on the host, as at host start.
+
+        A first pass records which volumes every VM holds, so that no VM's recovery tears
+        down a volume another VM holds; a second pass cleans up the drives that need it.
+        """
+        report = RecoveryReport()
+        observed: list[tuple[VmId, Mapping[DriveName, str | None],
+                             Mapping[DriveName, tuple[CdEntry, ...]]]] = []
+        for vm in self._hv.vm_ids():
+            try:
+                trays = self._hv.cdroms(vm)
+                entries = self._md.read_all(vm, list(trays))
+            except CdromError as err:
+                log.error("Cannot recover CD-ROMs of VM %s: %s", vm, err)
+                report.vm_errors[vm] = err
+                continue
+            observed.append((vm, trays, entries))
+            for drive, held in trays.items():
+                try:
+                    slot = CdromSlot.from_entries(entries.get(drive, ()))
+                except CdromError:
+                    continue  # reported by the second pass
+                self._note_holder(DriveKey(vm, drive), slot, held)
+        for vm, trays, entries in observed:
+            for drive, held in trays.items():
+                report.drives.append(
+                    self._recover_drive(vm, drive, held, entries.get(drive, ())))
+        return report
+
+    def volume_users(self) -> dict[VolumeRef, frozenset[DriveKey]]:
+        """A snapshot of the host-wide volume users (for diagnostics and tests)."""
+        with self._users_lock:
+            return self._users.snapshot()
+
+    # --- internals -------------------------------------------------------------------
+
+    def _recover_drive(self, vm: VmId, drive: DriveName, held: str | None,
+                       entries: tuple[CdEntry, ...]) -> DriveRecovery:
+        key = DriveKey(vm, drive)
+        try:
+            slot = CdromSlot.from_entries(entries)
+            if flows.consistent(slot, held):
+                self._note_holder(key, slot, held)
+                return DriveRecovery(vm, drive, slot, changed=False, clean=True)
+            with self._drive_lock(key):
+                # Observed without the lock: look again now that nobody else can move it.
+                held = self._hv.cdrom(vm, drive)
+                slot = CdromSlot.from_entries(self._md.read(vm, drive))
+                self._note_holder(key, slot, held)
+                result = self._run(key, flows.recover_drive(slot, held))
+        except CdromError as err:
+            log.error("Cannot recover drive %s: %s", key, err)
+            return DriveRecovery(vm, drive, None, changed=False, clean=False, error=err)
+        if not result.clean:
+            log.warning("Recovery of %s left %s; a later recovery will retry", key, result.slot)
+        return DriveRecovery(vm, drive, result.slot, result.changed, result.clean)
+
+    def _note_holder(self, key: DriveKey, slot: CdromSlot, held: str | None) -> None:
+        """Record, from scratch, which volume this drive holds."""
+        with self._users_lock:
+            self._users.forget_drive(key)
+            for volume in slot.volumes:
+                if volume.is_at(held):
+                    self._users.claim(volume, key)
+
+    def _run(self, key: DriveKey, flow: flows.Flow) -> flows.FlowResult:
+        """Drive a flow: execute each command it yields, feed back results and errors."""
+        try:
+            command = next(flow)
+            while True:
+                try:
+                    result = self._execute(key, command)
+                except CdromError as err:
+                    command = flow.throw(err)
+                except Exception as exc:  # an adapter bug must not skip compensation
+                    log.exception("Untyped error from %s", type(command).__name__)
+                    command = flow.throw(internal_error(exc))
+                else:
+                    command = flow.send(result)
+        except StopIteration as stop:
+            value: flows.FlowResult = stop.value
+            return value
+
+    def _execute(self, key: DriveKey, command: flows.Command) -> object:
+        vm, drive = key.vm, key.drive
+        match command:
+            case flows.WriteSlot(slot):
+                self._md.write(vm, drive, slot.entries())
+                return None
+            case flows.ReadTray():
+                return self._hv.cdrom(vm, drive)
+            case flows.LoadMedia(media):
+                self._hv.load(vm, drive, media)
+                return None
+            case flows.EjectMedia():
+                self._hv.eject(vm, drive)
+                return None
+            case flows.Prepare(volume):
+                with self._volume_lock(volume):
+                    with self._users_lock:
+                        self._users.claim(volume, key)
+                    return self._volumes.prepare(volume)
+            case flows.Teardown(volume):
+                with self._volume_lock(volume):
+                    with self._users_lock:
+                        last = self._users.release(volume, key)
+                        others = self._users.users(volume)
+                    if not last:
+                        raise VolumeInUse(
+                            f"{volume} is used by {', '.join(sorted(map(str, others)))}")
+                    self._volumes.teardown(volume)
+                    return None
+            case flows.IsActive(volume):
+                return self._volumes.is_active(volume)
+            case flows.ResolvePath(path):
+                return self._volumes.resolve_path(path)
+        raise AssertionError(f"unknown command {command!r}")
+
+    @contextmanager
+    def _drive_lock(self, key: DriveKey) -> Iterator[None]:
+        with self._guard:
+            lock = self._drive_locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    @contextmanager
+    def _volume_lock(self, volume: VolumeRef) -> Iterator[None]:
+        with self._guard:
+            lock = self._volume_locks.setdefault(volume, threading.Lock())
+        with lock:
+            yield
