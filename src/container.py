@@ -11,6 +11,9 @@ environment variables ``OVIRT_CDROM_<KEY>`` which win):
 
 * ``adapters``: ``memory``
 * ``metadata_encoding``: ``design`` (default) or ``vdsm-4.50``
+* ``fault_injection``: ``off`` (default) or ``on``: wrap the ports in the decorators of
+  ``adapters/faults.py``, armed by ``fail_at_call``, ``fail_effect`` (``before``/``after``),
+  ``crash_at_call`` and ``crash_action`` (``raise`` in process, ``sigkill`` for real crashes).
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from typing import Any
 import yaml
 from dependency_injector import containers, providers
 from ovirt_cdrom.adapters import metadata_xml
+from ovirt_cdrom.adapters.faults import (
+    FaultPlan,
+    FaultyHypervisor,
+    FaultyMetadataRepository,
+    FaultyVolumeActivator,
+    kill_self,
+    raise_crash,
+)
 from ovirt_cdrom.adapters.memory import (
     MemoryHost,
     MemoryHypervisor,
@@ -36,6 +47,17 @@ from ovirt_cdrom.service import CdromService
 DEFAULTS: dict[str, Any] = {
     "adapters": "memory",
     "metadata_encoding": metadata_xml.Encoding.DESIGN.value,
+    "fault_injection": "off",
+    "fail_at_call": None,
+    "fail_effect": "before",
+    "crash_at_call": None,
+    "crash_action": "raise",
+}
+_INT_KEYS = ("fail_at_call", "crash_at_call")
+_CHOICES = {
+    "fault_injection": ("off", "on"),
+    "fail_effect": ("before", "after"),
+    "crash_action": ("raise", "sigkill"),
 }
 ENV_PREFIX = "OVIRT_CDROM_"
 CONFIG_ENV = "OVIRT_CDROM_CONFIG"
@@ -70,9 +92,28 @@ class Application(containers.DeclarativeContainer):
 
     memory = providers.Container(MemoryAdapters, config=config)
 
-    hypervisor = providers.Selector(config.adapters, memory=memory.hypervisor)
-    volumes = providers.Selector(config.adapters, memory=memory.volumes)
-    metadata = providers.Selector(config.adapters, memory=memory.metadata)
+    adapter_hypervisor = providers.Selector(config.adapters, memory=memory.hypervisor)
+    adapter_volumes = providers.Selector(config.adapters, memory=memory.volumes)
+    adapter_metadata = providers.Selector(config.adapters, memory=memory.metadata)
+
+    fault_plan = providers.Singleton(
+        FaultPlan,
+        fail_at_call=config.fail_at_call,
+        fail_effect=config.fail_effect,
+        crash_at_call=config.crash_at_call,
+        crash=providers.Selector(config.crash_action,
+                                 **{"raise": providers.Object(raise_crash),
+                                    "sigkill": providers.Object(kill_self)}),
+    )
+    hypervisor = providers.Selector(
+        config.fault_injection, off=adapter_hypervisor,
+        on=providers.Singleton(FaultyHypervisor, adapter_hypervisor, fault_plan))
+    volumes = providers.Selector(
+        config.fault_injection, off=adapter_volumes,
+        on=providers.Singleton(FaultyVolumeActivator, adapter_volumes, fault_plan))
+    metadata = providers.Selector(
+        config.fault_injection, off=adapter_metadata,
+        on=providers.Singleton(FaultyMetadataRepository, adapter_metadata, fault_plan))
 
     core = providers.Container(Core, hypervisor=hypervisor, volumes=volumes, metadata=metadata)
 
@@ -95,6 +136,17 @@ def load_config(overrides: Mapping[str, Any] | None = None,
             config[key] = environ[env_key]
     if overrides:
         config.update(overrides)
+    for key in _INT_KEYS:
+        if config[key] in (None, ""):
+            config[key] = None
+        else:
+            try:
+                config[key] = int(config[key])
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} must be an integer, got {config[key]!r}") from None
+    for key, choices in _CHOICES.items():
+        if config[key] not in choices:
+            raise ValueError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
     adapters = config["adapters"]
     if adapters not in ("memory",):
         raise ValueError(f"unknown adapter set {adapters!r}; expected 'memory'")
