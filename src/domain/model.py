@@ -102,7 +102,7 @@ class DriveName:
 
     @classmethod
     def parse(cls, value: object) -> DriveName:
-        if not isinstance(value, str) or not _DRIVE_RE.match(value):
+        if not isinstance(value, str) or not _DRIVE_RE.fullmatch(value):
             raise InvalidParameter("drive", f"not a drive name: {str(value)[:80]!r}")
         return cls(value)
 
@@ -327,6 +327,9 @@ class CdromSlot:
             return self
         if self.loading is not None:
             return CdromSlot(current=self.loading)
+        if self.stale is not None:
+            # Already switched: only the old CD's marker goes; the tray keeps `current`.
+            return CdromSlot(current=self.current)
         return CdromSlot()
 
     def discard(self) -> CdromSlot:
