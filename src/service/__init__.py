@@ -81,6 +81,11 @@ class CdromService:
         self._volume_locks: dict[VolumeRef, threading.Lock] = {}
         self._users = VolumeUsers()
         self._users_lock = threading.Lock()
+        # Recovery observes drives without their locks, then looks again only at drives on
+        # which an operation finished after it looked: `_done_at[key]` is the value of the
+        # `_finished` counter when the last operation on that drive finished.
+        self._finished = 0
+        self._done_at: dict[DriveKey, int] = {}
 
     # --- public API ------------------------------------------------------------------
 
@@ -92,37 +97,35 @@ class CdromService:
         """
         key = DriveKey(vm, drive)
         with self._drive_lock(key):
-            if self._hv.is_migrating(vm):
-                raise MigrationInProgress(f"VM {vm} is migrating")
-            held = self._hv.cdrom(vm, drive)
-            slot = CdromSlot.from_entries(self._md.read(vm, drive))
-            self._note_holder(key, slot, held)
-            recovered = False
-            if not flows.consistent(slot, held):
-                log.info("Drive %s has leftovers (%s); recovering before the change", key, slot)
-                done = self._run(key, flows.recover_drive(slot, held))
-                if not done.clean:
-                    raise DriveBusy(f"recovery left {done.slot}", vm=vm, drive=drive)
-                slot, recovered = done.slot, True
-            result = self._run(key, flows.change_cd(slot, held, target))
-            if not result.clean:
-                log.warning("Change on %s succeeded; leftovers kept for recovery: %s",
-                            key, result.slot)
-            return ChangeResult(result.slot, result.changed, result.clean, recovered)
+            try:
+                return self._change_cd(key, target)
+            finally:
+                self._mark_done(key)
+
+    def _change_cd(self, key: DriveKey, target: CdTarget) -> ChangeResult:
+        vm, drive = key.vm, key.drive
+        if self._hv.is_migrating(vm):
+            raise MigrationInProgress(f"VM {vm} is migrating")
+        held = self._hv.cdrom(vm, drive)
+        slot = CdromSlot.from_entries(self._md.read(vm, drive))
+        self._note_holder(key, slot, held)
+        recovered = False
+        if not flows.consistent(slot, held):
+            log.info("Drive %s has leftovers (%s); recovering before the change", key, slot)
+            done = self._run(key, flows.recover_drive(slot, held))
+            if not done.clean:
+                raise DriveBusy(f"recovery left {done.slot}", vm=vm, drive=drive)
+            slot, recovered = done.slot, True
+        result = self._run(key, flows.change_cd(slot, held, target))
+        if not result.clean:
+            log.warning("Change on %s succeeded; leftovers kept for recovery: %s",
+                        key, result.slot)
+        return ChangeResult(result.slot, result.changed, result.clean, recovered)
+
 
     def recover(self, vm: VmId) -> RecoveryReport:
         """Clean up every CD-ROM drive of one VM (e.g. when vdsm recovers the VM)."""
-        report = RecoveryReport()
-        try:
-            trays = self._hv.cdroms(vm)
-            entries = self._md.read_all(vm, list(trays))
-        except CdromError as err:
-            log.error("Cannot recover CD-ROMs of VM %s: %s", vm, err)
-            report.vm_errors[vm] = err
-            return report
-        for drive, held in trays.items():
-            report.drives.append(self._recover_drive(vm, drive, held, entries.get(drive, ())))
-        return report
+        return self._recover_vms([vm])
 
     def recover_all(self) -> RecoveryReport:
         """Recover every VM on the host, as at host start.
@@ -130,10 +133,14 @@ class CdromService:
         A first pass records which volumes every VM holds, so that no VM's recovery tears
         down a volume another VM holds; a second pass cleans up the drives that need it.
         """
+        return self._recover_vms(self._hv.vm_ids())
+
+    def _recover_vms(self, vms: list[VmId]) -> RecoveryReport:
         report = RecoveryReport()
         observed: list[tuple[VmId, Mapping[DriveName, str | None],
-                             Mapping[DriveName, tuple[CdEntry, ...]]]] = []
-        for vm in self._hv.vm_ids():
+                             Mapping[DriveName, tuple[CdEntry, ...]], int]] = []
+        for vm in vms:
+            seen = self._finished
             try:
                 trays = self._hv.cdroms(vm)
                 entries = self._md.read_all(vm, list(trays))
@@ -141,17 +148,21 @@ class CdromService:
                 log.error("Cannot recover CD-ROMs of VM %s: %s", vm, err)
                 report.vm_errors[vm] = err
                 continue
-            observed.append((vm, trays, entries))
+            observed.append((vm, trays, entries, seen))
             for drive, held in trays.items():
                 try:
                     slot = CdromSlot.from_entries(entries.get(drive, ()))
                 except CdromError:
                     continue  # reported by the second pass
-                self._note_holder(DriveKey(vm, drive), slot, held)
-        for vm, trays, entries in observed:
+                # Additive: the second pass makes each drive's claims exact, under its lock.
+                with self._users_lock:
+                    for volume in slot.volumes:
+                        if volume.is_at(held):
+                            self._users.claim(volume, DriveKey(vm, drive))
+        for vm, trays, entries, seen in observed:
             for drive, held in trays.items():
                 report.drives.append(
-                    self._recover_drive(vm, drive, held, entries.get(drive, ())))
+                    self._recover_drive(vm, drive, held, entries.get(drive, ()), seen))
         return report
 
     def volume_users(self) -> dict[VolumeRef, frozenset[DriveKey]]:
@@ -162,25 +173,33 @@ class CdromService:
     # --- internals -------------------------------------------------------------------
 
     def _recover_drive(self, vm: VmId, drive: DriveName, held: str | None,
-                       entries: tuple[CdEntry, ...]) -> DriveRecovery:
+                       entries: tuple[CdEntry, ...], seen: int) -> DriveRecovery:
         key = DriveKey(vm, drive)
         try:
-            slot = CdromSlot.from_entries(entries)
-            if flows.consistent(slot, held):
-                self._note_holder(key, slot, held)
-                return DriveRecovery(vm, drive, slot, changed=False, clean=True)
             with self._drive_lock(key):
-                # Observed without the lock: look again now that nobody else can move it.
-                held = self._hv.cdrom(vm, drive)
-                slot = CdromSlot.from_entries(self._md.read(vm, drive))
+                if self._done_at.get(key, 0) > seen:
+                    # An operation ran on the drive since we looked: look again.
+                    held = self._hv.cdrom(vm, drive)
+                    entries = self._md.read(vm, drive)
+                slot = CdromSlot.from_entries(entries)
                 self._note_holder(key, slot, held)
-                result = self._run(key, flows.recover_drive(slot, held))
+                if flows.consistent(slot, held):
+                    return DriveRecovery(vm, drive, slot, changed=False, clean=True)
+                try:
+                    result = self._run(key, flows.recover_drive(slot, held))
+                finally:
+                    self._mark_done(key)
         except CdromError as err:
             log.error("Cannot recover drive %s: %s", key, err)
             return DriveRecovery(vm, drive, None, changed=False, clean=False, error=err)
         if not result.clean:
             log.warning("Recovery of %s left %s; a later recovery will retry", key, result.slot)
         return DriveRecovery(vm, drive, result.slot, result.changed, result.clean)
+
+    def _mark_done(self, key: DriveKey) -> None:
+        with self._guard:
+            self._finished += 1
+            self._done_at[key] = self._finished
 
     def _note_holder(self, key: DriveKey, slot: CdromSlot, held: str | None) -> None:
         """Record, from scratch, which volume this drive holds."""
