@@ -5,6 +5,8 @@ which counts calls across the three ports (reads included) and, at the planned c
 
 * ``fail_at_call=N``: raises an error typed for that port, ``before`` the call (it has no
   effect) or ``after`` it (it took effect, then failed — as a timeout does);
+* ``failures={N: effect, M: effect}``: the same at several calls of one step (an operation
+  and its compensation both failing), each with its own effect;
 * ``crash_at_call=N``: runs the plan's ``crash`` action just before call N. In process
   (the simulator) it raises :class:`SimulatedCrash`, a ``BaseException`` that no ``except
   Exception`` or flow compensation catches, so the service dies as a killed process would;
@@ -75,17 +77,20 @@ class FaultPlan:
     fail_effect: Effect = "before"
     crash_at_call: int | None = None
     crash: Callable[[], NoReturn] = raise_crash
+    failures: dict[int, Effect] = field(default_factory=dict)
     calls: int = 0
     injected: bool = False
     trace: list[TracedCall] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reset(self, fail_at_call: int | None = None, fail_effect: Effect = "before",
-              crash_at_call: int | None = None) -> None:
+              crash_at_call: int | None = None,
+              failures: Mapping[int, Effect] | None = None) -> None:
         """Arm the plan for the next step: counts restart at 1."""
         with self._lock:
             self.fail_at_call, self.fail_effect = fail_at_call, fail_effect
             self.crash_at_call = crash_at_call
+            self.failures = dict(failures or {})
             self.calls, self.injected = 0, False
             self.trace = []
 
@@ -94,13 +99,15 @@ class FaultPlan:
             self.calls += 1
             number = self.calls
             crash = number == self.crash_at_call
-            fail = number == self.fail_at_call
+            effect = self.failures.get(
+                number, self.fail_effect if number == self.fail_at_call else None)
+            fail = effect is not None
             if crash or fail:
                 self.injected = True
         if crash:
             self._record(number, port, method, args, "crash")
             self.crash()
-        if fail and self.fail_effect == "before":
+        if fail and effect == "before":
             err = _injected_error(port, method, "before")
             self._record(number, port, method, args, f"injected failure (before): {err}")
             raise err
