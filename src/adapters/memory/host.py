@@ -47,10 +47,23 @@ class MemoryVm:
     drives: dict[DriveName, MemoryDrive] = field(default_factory=dict)
     migrating: bool = False
     metadata: etree._Element = field(default_factory=metadata_xml.new_block)
+    # An unparsed document (see MemoryHost.set_raw_metadata): parsed, untrusted, on read.
+    raw_metadata: str | bytes | None = None
 
     @property
     def metadata_xml(self) -> str:
+        if self.raw_metadata is not None:
+            raw = self.raw_metadata
+            return raw if isinstance(raw, str) else raw.decode(errors="replace")
         return metadata_xml.serialize(self.metadata)
+
+    def block(self) -> etree._Element:
+        """The metadata block, as a read from libvirt gives it: a raw document is parsed
+        now (raising InvalidMetadata for a hostile one, at every read)."""
+        if self.raw_metadata is not None:
+            self.metadata = metadata_xml.parse_block(self.raw_metadata)
+            self.raw_metadata = None
+        return self.metadata
 
 
 @dataclass(slots=True)
@@ -149,6 +162,12 @@ class MemoryHost:
                 block = metadata_xml.parse_block(metadata)
             self.vms[vm] = MemoryVm(vm, migrating=migrating, metadata=block)
             return self.vms[vm]
+
+    def set_raw_metadata(self, vm: VmId, text: str | bytes) -> None:
+        """Store a metadata document unparsed, as libvirt holds it: it is parsed (and
+        refused if hostile) only when an adapter reads it."""
+        with self.lock:
+            self.vm(vm).raw_metadata = text
 
     def add_drive(self, vm: VmId, iface: str, index: int, source: str | None = None,
                   disk_type: DiskType = DiskType.BLOCK) -> DriveName:
