@@ -23,6 +23,7 @@ from ovirt_cdrom.domain.errors import (
     ChangeDiskFailed,
     GeneralException,
     VolumeInUse,
+    VolumeNotFound,
 )
 from ovirt_cdrom.domain.model import (
     CdromSlot,
@@ -262,6 +263,10 @@ def _teardown_quietly(volume: VolumeRef) -> Generator[Command, Any, bool]:
         yield Teardown(volume)
     except VolumeInUse as err:
         log.info("Not tearing down %s: %s", volume, err)
+        return True
+    except VolumeNotFound as err:
+        # Storage does not have it, so it cannot be active: nothing is left to record.
+        log.info("Nothing to tear down for %s: %s", volume, err)
         return True
     except CdromError:
         log.exception("Cannot tear down volume %s", volume)
