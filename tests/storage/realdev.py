@@ -1,0 +1,148 @@
+"""Helpers for tests on real block devices: a loop sandbox that cleans up after itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ovirt_cdrom.adapters.loop import LoopVolumeActivator
+from ovirt_cdrom.domain.model import VolumeRef
+
+ISO_SIZE = 1024 * 1024
+
+
+def require_root() -> None:
+    """Skip the test unless it can create loop devices."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create loop devices")
+    if shutil.which("losetup") is None:
+        pytest.skip("losetup is not installed")
+    if not Path("/dev/loop-control").exists():
+        pytest.skip("no /dev/loop-control: the kernel has no loop devices")
+
+
+def device_mapper_unavailable() -> str | None:
+    """Why LVM cannot activate volumes here, or None when device-mapper works."""
+    try:
+        fd = os.open("/dev/mapper/control", os.O_RDWR)
+    except OSError as e:
+        return f"device-mapper unavailable: /dev/mapper/control: {e.strerror}"
+    os.close(fd)
+    return None
+
+
+def new_volume() -> VolumeRef:
+    return VolumeRef(*(str(uuid.uuid4()) for _ in range(4)))
+
+
+def loops_backed_under(base: Path) -> list[str]:
+    """Loop devices whose backing file lies under ``base`` (from sysfs)."""
+    found = []
+    prefix = str(base.resolve()) + "/"
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            path = backing.read_text().strip()
+        except OSError:
+            continue
+        if path.startswith(prefix):
+            found.append("/dev/" + backing.parent.parent.name)
+    return found
+
+
+class Holder:
+    """A child process holding a device open read-only, as QEMU holds a CD."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c",
+             "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+             "print('ready', flush=True); sys.stdin.read()", device],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.release()
+            raise RuntimeError(f"holder could not open {device}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class LoopSandbox:
+    """Image files under ``base/storage``, links under ``base/host``; cleaned up on exit."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.storage_root = base / "storage"
+        self.root = base / "host"
+        self.storage_root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.holders: list[Holder] = []
+
+    def activator(self) -> LoopVolumeActivator:
+        return LoopVolumeActivator(self.storage_root, self.root)
+
+    def add_volume(self, volume: VolumeRef, content: bytes = b"") -> Path:
+        image = self.storage_root / volume.domain_id / volume.image_id / volume.volume_id
+        image.parent.mkdir(parents=True, exist_ok=True)
+        data = (content or f"ISO {volume}".encode()).ljust(ISO_SIZE, b"\0")
+        image.write_bytes(data)
+        return image
+
+    def add_file(self, name: str = "legacy.iso") -> str:
+        path = self.base / name
+        path.write_bytes(b"\0" * 4096)
+        return str(path)
+
+    @contextlib.contextmanager
+    def hold(self, device: str) -> Iterator[Holder]:
+        holder = Holder(device)
+        self.holders.append(holder)
+        try:
+            yield holder
+        finally:
+            holder.release()
+
+    def attached(self) -> list[str]:
+        return loops_backed_under(self.storage_root)
+
+    def cleanup(self) -> None:
+        for holder in self.holders:
+            holder.release()
+        for device in loops_backed_under(self.base):
+            subprocess.run(["losetup", "--detach", device], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def loop_sandbox(base: Path) -> Iterator[LoopSandbox]:
+    require_root()
+    sandbox = LoopSandbox(base)
+    try:
+        yield sandbox
+    except BaseException:
+        sandbox.cleanup()
+        raise
+    sandbox.cleanup()
+    left = loops_backed_under(base)
+    assert not left, f"loop devices left attached: {left}"
