@@ -1,0 +1,294 @@
+"""LVM command lines and error mapping, through a recording runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from ovirt_cdrom.adapters.lvm import (
+    LvmVolumeActivator,
+    is_in_use,
+    lvm_config,
+)
+from ovirt_cdrom.adapters.runner import CommandError, RecordingRunner, SubprocessRunner
+from ovirt_cdrom.domain.errors import (
+    ImageFileNotFound,
+    StorageError,
+    VolumeInUse,
+    VolumeNotFound,
+)
+from ovirt_cdrom.domain.model import DiskType, VolumeRef
+
+VOLUME = VolumeRef("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222",
+                   "33333333-3333-3333-3333-333333333333", "44444444-4444-4444-4444-444444444444")
+SD, IMG, VOL = VOLUME.domain_id, VOLUME.image_id, VOLUME.volume_id
+LV = f"{SD}/{VOL}"
+PVS = ("/dev/mapper/36001405a", "/dev/mapper/36001405b")
+
+IN_USE = f"  Logical volume {LV} in use.\n"
+NOT_FOUND = f'  Failed to find logical volume "{LV}"\n'
+NO_VG = f'  Volume group "{SD}" not found\n  Cannot process volume group {SD}\n'
+
+
+@pytest.fixture
+def runner() -> RecordingRunner:
+    return RecordingRunner()
+
+
+@pytest.fixture
+def activator(tmp_path: Path, runner: RecordingRunner) -> LvmVolumeActivator:
+    return LvmVolumeActivator(root=tmp_path, runner=runner, lvm="/sbin/lvm",
+                              devices={SD: PVS})
+
+
+def _activate_lv(root: Path) -> Path:
+    """What LVM leaves behind an active LV: its /dev/<vg>/<lv> node."""
+    node = root / "dev" / SD / VOL
+    node.parent.mkdir(parents=True, exist_ok=True)
+    node.touch()
+    return node
+
+
+# --- command lines -------------------------------------------------------------------
+
+
+def test_prepare_activates_with_vdsm_command_shape(
+        activator: LvmVolumeActivator, runner: RecordingRunner) -> None:
+    activator.prepare(VOLUME)
+
+    assert runner.calls == [("/sbin/lvm", "lvchange", "--config", lvm_config(PVS),
+                             "--autobackup", "n", "--available", "y", LV)]
+
+
+def test_prepare_refreshes_an_active_volume(
+        tmp_path: Path, activator: LvmVolumeActivator, runner: RecordingRunner) -> None:
+    _activate_lv(tmp_path)
+
+    activator.prepare(VOLUME)
+
+    assert runner.calls == [("/sbin/lvm", "lvchange", "--config", lvm_config(PVS),
+                             "--refresh", LV)]
+
+
+def test_teardown_deactivates(activator: LvmVolumeActivator, runner: RecordingRunner) -> None:
+    activator.teardown(VOLUME)
+
+    assert runner.calls == [("/sbin/lvm", "lvchange", "--config", lvm_config(PVS),
+                             "--autobackup", "n", "--available", "n", LV)]
+
+
+def test_config_confines_lvm_to_the_domain_devices() -> None:
+    conf = lvm_config(PVS)
+
+    assert 'filter=["a|^/dev/mapper/36001405a$|", "a|^/dev/mapper/36001405b$|", "r|.*|"]' in conf
+    assert "use_devicesfile=0" in conf
+    assert "\n" not in conf
+    for setting in ('preferred_names=["^/dev/mapper/"]', "ignore_suspended_devices=1",
+                    "write_cache_state=0", "disable_after_error_count=3", 'hints="none"',
+                    "obtain_device_list_from_udev=0", "prioritise_write_locks=1",
+                    "wait_for_locks=1", "use_lvmpolld=1", "retain_min=50", "retain_days=0"):
+        assert setting in conf
+    assert conf.startswith("devices {") and " global { " in conf and " backup { " in conf
+
+
+def test_config_without_known_devices_keeps_the_host_filter(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    LvmVolumeActivator(root=tmp_path, runner=runner).prepare(VOLUME)
+
+    (argv,) = runner.calls
+    assert argv[:3] == ("lvm", "lvchange", "--config")
+    assert "filter=" not in argv[3]
+    assert argv[3] == lvm_config(None)
+
+
+def test_devices_of_another_domain_do_not_leak_into_the_filter(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    activator = LvmVolumeActivator(root=tmp_path, runner=runner,
+                                   devices={"other-vg": ["/dev/sdz"]})
+    activator.teardown(VOLUME)
+
+    assert "/dev/sdz" not in runner.calls[0][3]
+
+
+@pytest.mark.parametrize("device", ['/dev/sd"a', "/dev/sd|a", "sda", "/dev/sd a", "/dev/sd$"])
+def test_unsafe_device_paths_are_refused(tmp_path: Path, device: str) -> None:
+    with pytest.raises(ValueError, match="unsupported device path"):
+        LvmVolumeActivator(root=tmp_path, devices={SD: [device]})
+
+
+# --- links ---------------------------------------------------------------------------
+
+
+def test_prepare_links_the_volume_as_vdsm_does(
+        tmp_path: Path, activator: LvmVolumeActivator) -> None:
+    media = activator.prepare(VOLUME)
+
+    run_dir = tmp_path / "run/vdsm/storage" / SD / IMG
+    image_link = tmp_path / "rhev/data-center/mnt/blockSD" / SD / "images" / IMG
+    assert os.readlink(run_dir / VOL) == str(tmp_path / "dev" / SD / VOL)
+    assert os.readlink(image_link) == str(run_dir)
+    assert media.path == str(image_link / VOL)
+    assert media.disk_type is DiskType.BLOCK
+    assert VOLUME.is_at(media.path)
+    node = _activate_lv(tmp_path)
+    assert os.path.realpath(media.path) == str(node)
+
+
+def test_teardown_removes_the_links(tmp_path: Path, activator: LvmVolumeActivator) -> None:
+    media = activator.prepare(VOLUME)
+
+    activator.teardown(VOLUME)
+
+    assert not os.path.lexists(media.path)
+    assert not os.path.lexists(Path(media.path).parent)
+    assert not (tmp_path / "run/vdsm/storage" / SD / IMG).exists()
+
+
+def test_teardown_keeps_the_image_link_while_another_volume_of_it_is_linked(
+        tmp_path: Path, activator: LvmVolumeActivator) -> None:
+    sibling = VolumeRef(VOLUME.pool_id, SD, IMG, "55555555-5555-5555-5555-555555555555")
+    activator.prepare(VOLUME)
+    sibling_media = activator.prepare(sibling)
+
+    activator.teardown(VOLUME)
+
+    assert os.path.lexists(sibling_media.path)
+    assert not os.path.lexists(tmp_path / "run/vdsm/storage" / SD / IMG / VOL)
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+def test_teardown_in_use_raises_volume_in_use_and_keeps_links(
+        activator: LvmVolumeActivator, runner: RecordingRunner) -> None:
+    media = activator.prepare(VOLUME)
+    runner.answer(5, stderr=IN_USE, when="lvchange")
+
+    with pytest.raises(VolumeInUse, match="in use"):
+        activator.teardown(VOLUME)
+
+    assert os.path.lexists(media.path)
+
+
+@pytest.mark.parametrize("stderr", [NOT_FOUND, NO_VG], ids=["no-lv", "no-vg"])
+@pytest.mark.parametrize("operation", ["prepare", "teardown"])
+def test_missing_volume_raises_volume_not_found(
+        activator: LvmVolumeActivator, runner: RecordingRunner, stderr: str,
+        operation: str) -> None:
+    runner.answer(5, stderr=stderr)
+
+    with pytest.raises(VolumeNotFound):
+        getattr(activator, operation)(VOLUME)
+
+
+def test_other_failure_raises_storage_error_with_stderr(
+        tmp_path: Path, activator: LvmVolumeActivator, runner: RecordingRunner) -> None:
+    runner.answer(5, stderr="  /dev/mapper/control: open failed: No such device\n"
+                            "  Failure to communicate with kernel device-mapper driver.\n")
+
+    with pytest.raises(StorageError, match="device-mapper driver") as info:
+        activator.prepare(VOLUME)
+
+    assert type(info.value) is StorageError
+    assert "rc=5" in str(info.value)
+    assert not (tmp_path / "run").exists()  # no links for a volume that is not active
+
+
+def test_a_command_that_cannot_run_raises_storage_error(tmp_path: Path) -> None:
+    activator = LvmVolumeActivator(root=tmp_path, lvm=str(tmp_path / "no-such-lvm"))
+
+    with pytest.raises(StorageError, match="no-such-lvm"):
+        activator.prepare(VOLUME)
+
+
+@pytest.mark.parametrize(("stderr", "expected"), [
+    (f"  Logical volume {LV} in use.", True),
+    (f"Logical volume {LV} in use", True),
+    (f"  WARNING: something\n  Logical volume {LV} in use.\n", True),
+    (f"  Logical volume {LV} contains a filesystem in use.", False),
+    (f"  Logical volume {LV} in use by another host.", False),
+    ("  Logical volume  in use.", False),
+    (NOT_FOUND, False),
+    ("", False),
+], ids=["vdsm", "no-dot", "after-warning", "filesystem", "other-host", "no-name",
+        "not-found", "empty"])
+def test_in_use_is_recognised_per_line(stderr: str, expected: bool) -> None:
+    assert is_in_use(stderr) is expected
+
+
+def test_resolve_path(tmp_path: Path, activator: LvmVolumeActivator) -> None:
+    iso = tmp_path / "x.iso"
+    iso.write_bytes(b"iso")
+
+    assert activator.resolve_path(str(iso)).disk_type is DiskType.FILE
+    with pytest.raises(ImageFileNotFound):
+        activator.resolve_path(str(tmp_path / "missing.iso"))
+    with pytest.raises(ImageFileNotFound):
+        activator.resolve_path(str(tmp_path))  # a folder is no ISO
+
+
+# --- listing -------------------------------------------------------------------------
+
+
+def test_list_volumes_parses_lvs(activator: LvmVolumeActivator, runner: RecordingRunner) -> None:
+    runner.answer(stdout=(
+        f"  uuid-a|{VOL}|{SD}|-wi-a-----|1048576|IU_{IMG},MD_4,PU_0000\n"
+        f"  uuid-b|metadata|{SD}|-wi-------|134217728|\n"), when="lvs", times=None)
+
+    lvs = activator.list_volumes(SD)
+
+    (argv,) = runner.calls
+    assert argv == ("/sbin/lvm", "lvs", "--config", lvm_config(PVS), "--noheadings",
+                    "--units", "b", "--nosuffix", "--separator", "|",
+                    "-o", "uuid,name,vg_name,attr,size,tags", SD)
+    assert [(lv.name, lv.active, lv.size, lv.image_id) for lv in lvs] == [
+        (VOL, True, 1048576, IMG), ("metadata", False, 134217728, None)]
+    assert [lv.name for lv in activator.find_image(SD, IMG)] == [VOL]
+
+
+def test_list_volumes_of_a_missing_group(activator: LvmVolumeActivator,
+                                         runner: RecordingRunner) -> None:
+    runner.answer(5, stderr=NO_VG)
+    with pytest.raises(VolumeNotFound):
+        activator.list_volumes(SD)
+
+
+# --- the runner itself ---------------------------------------------------------------
+
+
+def test_subprocess_runner_reports_exit_status_and_output() -> None:
+    result = SubprocessRunner().run(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); "
+                               "sys.exit(3)"])
+
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert not result.ok
+
+
+def test_subprocess_runner_passes_arguments_verbatim() -> None:
+    odd = "a b; $(touch /tmp/never) | 'q'"
+    result = SubprocessRunner().run([sys.executable, "-c", "import sys; print(sys.argv[1])", odd])
+
+    assert result.stdout == odd + "\n"
+
+
+def test_subprocess_runner_times_out() -> None:
+    with pytest.raises(CommandError, match="timed out"):
+        SubprocessRunner(timeout=0.2).run([sys.executable, "-c", "import time; time.sleep(5)"])
+
+
+def test_recording_runner_answers_in_order_then_succeeds() -> None:
+    runner = RecordingRunner()
+    runner.answer(1, stderr="first", when="x").answer(2, when=lambda argv: argv[0] == "y")
+
+    results = [runner.run(argv) for argv in (["x"], ["y"], ["x"])]
+
+    assert [r.returncode for r in results] == [1, 2, 0]
+    assert runner.calls == [("x",), ("y",), ("x",)]
+
+
+def test_strict_recording_runner_refuses_unscripted_commands() -> None:
+    with pytest.raises(AssertionError, match="unexpected command"):
+        RecordingRunner(strict=True).run(["lvm"])
