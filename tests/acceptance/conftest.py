@@ -38,13 +38,10 @@ def _(driver: CdromDriver, names: str) -> None:
     driver.add_isos(_list(names))
 
 
-@given(parsers.parse("a host writing vdsm 4.50 metadata with the ISO volumes {names}"),
-       target_fixture="driver")
-def _(names: str) -> CdromDriver:
-    """A host configured with ``metadata_encoding: vdsm-4.50``, with these ISO volumes."""
-    fresh = CdromDriver(encoding="vdsm-4.50")
-    fresh.add_isos(_list(names))
-    return fresh
+@given(parsers.parse('the host writes metadata in the "{encoding}" encoding'))
+def _(driver: CdromDriver, encoding: str) -> None:
+    """The service restarts configured with ``metadata_encoding: <encoding>``."""
+    driver.use_encoding(encoding)
 
 
 @given(parsers.parse('a running VM "{vm}" with an empty CD-ROM sdc'))
@@ -283,6 +280,13 @@ def _(outcome: Outcome, n: int) -> None:
 def _(observed: Observed, call: str, entries: str) -> None:
     """What the metadata said when that adapter call started (the design's markers)."""
     assert observed.call == call and observed.seen == [entries], observed
+
+
+@then(parsers.parse("each time the metadata had {n:d} CD-ROM element"))
+@then(parsers.parse("each time the metadata had {n:d} CD-ROM elements"))
+def _(observed: Observed, n: int) -> None:
+    """How many ``<ovirt-vm:device name="sdc">`` elements encoded the entries."""
+    assert observed.elements and set(observed.elements) == {n}, observed
 
 
 @then("the host state is unchanged")

@@ -102,6 +102,7 @@ UNRELATED_METADATA = f"""\
     <ovirt-vm:device devtype="disk" name="sdc"/>
 </ovirt-vm:vm>
 """
+EMPTY_CD_ELEMENT = '<ovirt-vm:device devtype="disk" name="sdc"/>'
 
 _ERRORS: dict[str, type[CdromError]] = {
     "timeout": errors.HypervisorTimeout,
@@ -142,6 +143,7 @@ class Observed:
 
     call: str
     seen: list[str] = field(default_factory=list)
+    elements: list[int] = field(default_factory=list)  # <device name="sdc"> elements
 
 
 class CdromDriver:
@@ -194,16 +196,22 @@ class CdromDriver:
     def cd_element_is_empty(self, vm: str) -> bool:
         """Whether the CD-ROM entry is the design's empty ``<device name="sdc"/>``."""
         with self.host.lock:
-            root = self.host.vm(VMS[vm]).metadata
+            root = self.host.vm(VMS[vm]).block()
             els = [el for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
                    if el.get("name") == DRIVE.value]
             return (len(els) == 1 and len(els[0]) == 0
                     and dict(els[0].attrib) == {"devtype": "disk", "name": DRIVE.value})
 
+    def cd_element_count(self, vm: str) -> int:
+        with self.host.lock:
+            root = self.host.vm(VMS[vm]).block()
+            return sum(1 for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
+                       if el.get("name") == DRIVE.value)
+
     def markers(self, vm: str) -> list[str]:
         """Every pending-change marker in the CD-ROM entries, in either encoding."""
         with self.host.lock:
-            root = self.host.vm(VMS[vm]).metadata
+            root = self.host.vm(VMS[vm]).block()
             found = []
             for el in root.iterchildren(f"{{{metadata_xml.NS}}}device"):
                 if el.get("name") != DRIVE.value:
@@ -214,23 +222,16 @@ class CdromDriver:
             return found
 
     def set_raw_cd_element(self, vm: str, xml: str) -> None:
-        """Replace the VM's CD-ROM element by ``xml`` (e.g. what vdsm 4.50 left).
+        """Store the VM's metadata document with ``xml`` as its CD-ROM element, unparsed
+        as libvirt holds it (e.g. what vdsm 4.50 left).
 
         ``{fedora}``/``{debian}`` in ``xml`` stand for that ISO's PDIV elements.
         """
         for name, volume in ISOS.items():
             xml = xml.replace("{%s}" % name, _pdiv_xml(volume))
-        wrapped = metadata_xml.parse_block(
-            f'<ovirt-vm:vm xmlns:ovirt-vm="{metadata_xml.NS}">{xml}</ovirt-vm:vm>')
-        with self.host.lock:
-            root = self.host.vm(VMS[vm]).metadata
-            old = [el for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
-                   if el.get("name") == DRIVE.value]
-            for el in list(wrapped):
-                el.tail = old[0].tail
-                old[0].addprevious(el)
-            for el in old:
-                root.remove(el)
+        document = UNRELATED_METADATA.replace(EMPTY_CD_ELEMENT, xml.strip())
+        assert document != UNRELATED_METADATA
+        self.host.set_raw_metadata(VMS[vm], document)
 
     def set_migrating(self, vm: str) -> None:
         with self.host.lock:
@@ -258,6 +259,7 @@ class CdromDriver:
 
         def hook(_name: str) -> None:
             observed.seen.append(self.metadata(vm))
+            observed.elements.append(self.cd_element_count(vm))
 
         self.host.script.before(call, hook)
         return observed
@@ -346,12 +348,21 @@ class CdromDriver:
         return Concurrent(results["first"], results.get("second"), overlapped,
                           tuple(self.host.script.calls[start:]))
 
-    def restart_and_recover(self) -> RecoveryReport:
-        """The process restarts: a fresh application over the same host, then recovery."""
-        self.host.script.clear()
+    def restart(self, encoding: str | None = None) -> Application:
+        """The process restarts: a fresh application over the same host."""
+        self.encoding = encoding or self.encoding
         fresh = build({"adapters": "memory", "metadata_encoding": self.encoding}, environ={})
         fresh.memory.host.override(self.host)
         self.app = fresh
+        return fresh
+
+    def use_encoding(self, encoding: str) -> None:
+        self.restart(encoding)
+
+    def restart_and_recover(self) -> RecoveryReport:
+        """A restart after a crash: scripted faults die with the process; recover_all()."""
+        self.host.script.clear()
+        fresh = self.restart()
         with self._log.capture():
             return fresh.core.service().recover_all()
 
@@ -377,7 +388,7 @@ class CdromDriver:
     def metadata(self, vm: str) -> str:
         """The VM's CD-ROM entries: ``empty``, ``fedora``, ``ejecting:fedora, loading:debian``."""
         with self.host.lock:
-            entries = metadata_xml.read_entries(self.host.vm(VMS[vm]).metadata, DRIVE)
+            entries = metadata_xml.read_entries(self.host.vm(VMS[vm]).block(), DRIVE)
         return show_entries(entries)
 
     def active(self) -> list[str]:
@@ -386,7 +397,7 @@ class CdromDriver:
     def unrelated(self, vm: str) -> list[str]:
         """Every metadata element but the CD-ROM entry, canonical, whitespace ignored."""
         with self.host.lock:
-            root = copy.deepcopy(self.host.vm(VMS[vm]).metadata)
+            root = copy.deepcopy(self.host.vm(VMS[vm]).block())
         return _unrelated(root)
 
     def expected_unrelated(self) -> list[str]:
@@ -400,7 +411,7 @@ class CdromDriver:
             for vm in self.host.vms.values():
                 for name, drive in vm.drives.items():
                     volume = self.host.volume_at(drive.source)
-                    entries = metadata_xml.read_entries(vm.metadata, name)
+                    entries = metadata_xml.read_entries(vm.block(), name)
                     where = f"{vm.id}/{name}"
                     if volume is not None:
                         held.add(volume)
