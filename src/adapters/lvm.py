@@ -109,12 +109,15 @@ class LvmVolumeActivator(VolumeActivator):
 
     ``devices`` maps a volume group (storage domain UUID) to its physical volumes; commands
     about that group see only those devices. ``root`` prefixes every host path (``/dev``,
-    ``/run/vdsm``, ``/rhev``), for tests.
+    ``/run/vdsm``, ``/rhev``), for tests; ``dev`` overrides where LVM's device nodes are
+    (``<root>/dev`` by default), so a test can activate real LVs yet keep links aside.
     """
 
     def __init__(self, root: Path = Path("/"), runner: CommandRunner | None = None,
-                 lvm: str = "lvm", devices: Mapping[str, Sequence[str]] | None = None) -> None:
+                 lvm: str = "lvm", devices: Mapping[str, Sequence[str]] | None = None,
+                 *, dev: Path | None = None) -> None:
         self.root = Path(root)
+        self.dev = Path(dev) if dev is not None else self.root / "dev"
         self.runner = runner if runner is not None else SubprocessRunner()
         self.lvm = lvm
         self.devices: dict[str, tuple[str, ...]] = {}
@@ -166,7 +169,7 @@ class LvmVolumeActivator(VolumeActivator):
     # --- helpers ---------------------------------------------------------------------
 
     def device_path(self, volume: VolumeRef) -> Path:
-        return self.root / "dev" / volume.domain_id / volume.volume_id
+        return self.dev / volume.domain_id / volume.volume_id
 
     def command(self, command: str, *args: str, vg: str) -> list[str]:
         """The argv of an LVM command about volume group ``vg``."""
