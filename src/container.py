@@ -2,14 +2,21 @@
 
 ``Core`` declares the three ports as dependencies and builds the service and the vdsm
 API on them. ``Application`` picks an adapter set by configuration (``adapters``:
-``memory``, the default) and hands it to ``Core``. Nothing is built at import time:
+``memory``, the default, or ``libvirt``) and hands it to ``Core``. Nothing is built at import time:
 call :func:`build` (or instantiate ``Application`` and set its config) and ask for
 ``core.service()``.
 
 Configuration keys (a mapping, a YAML file named by ``OVIRT_CDROM_CONFIG``, or
 environment variables ``OVIRT_CDROM_<KEY>`` which win):
 
-* ``adapters``: ``memory``
+* ``adapters``: ``memory`` (default) or ``libvirt`` (a real host: libvirt for the VMs
+  and their metadata, volumes activated as chosen by ``activation``)
+* ``activation`` (``libvirt`` only): ``lvm`` (default; LVM volumes of block storage
+  domains) or ``loop`` (image files ``<storage_root>/<sd>/<img>/<vol>`` on loop devices)
+* ``libvirt_uri``: default ``qemu:///system``
+* ``storage_root`` (``loop`` only): the folder of the image files
+* ``run_root``: the folder under which volumes are linked at vdsm's paths
+  (``run/vdsm/storage``, ``rhev/data-center/mnt/blockSD``); default ``/``
 * ``metadata_encoding``: ``design`` (default) or ``vdsm-4.50``
 * ``fault_injection``: ``off`` (default) or ``on``: wrap the ports in the decorators of
   ``adapters/faults.py``, armed by ``fail_at_call``, ``fail_effect`` (``before``/``after``),
@@ -34,6 +41,8 @@ from ovirt_cdrom.adapters.faults import (
     kill_self,
     raise_crash,
 )
+from ovirt_cdrom.adapters.loop import LoopVolumeActivator
+from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
 from ovirt_cdrom.adapters.memory import (
     MemoryHost,
     MemoryHypervisor,
@@ -46,6 +55,10 @@ from ovirt_cdrom.service import CdromService
 
 DEFAULTS: dict[str, Any] = {
     "adapters": "memory",
+    "activation": "lvm",
+    "libvirt_uri": "qemu:///system",
+    "storage_root": None,
+    "run_root": "/",
     "metadata_encoding": metadata_xml.Encoding.DESIGN.value,
     "fault_injection": "off",
     "fail_at_call": None,
@@ -58,6 +71,8 @@ _CHOICES = {
     "fault_injection": ("off", "on"),
     "fail_effect": ("before", "after"),
     "crash_action": ("raise", "sigkill"),
+    "adapters": ("memory", "libvirt"),
+    "activation": ("lvm", "loop"),
 }
 ENV_PREFIX = "OVIRT_CDROM_"
 CONFIG_ENV = "OVIRT_CDROM_CONFIG"
@@ -87,14 +102,60 @@ class MemoryAdapters(containers.DeclarativeContainer):
         encoding=config.metadata_encoding.as_(metadata_xml.Encoding.parse))
 
 
+# The libvirt adapters are imported when selected, so that a memory-only install (no
+# libvirt-python) still runs.
+def _libvirt_connection(uri: str) -> Any:
+    from ovirt_cdrom.adapters.libvirt import LibvirtConnection  # noqa: PLC0415
+    return LibvirtConnection(uri)
+
+
+def _libvirt_hypervisor(connection: Any) -> Hypervisor:
+    from ovirt_cdrom.adapters.libvirt import LibvirtHypervisor  # noqa: PLC0415
+    return LibvirtHypervisor(connection)
+
+
+def _libvirt_metadata(connection: Any, encoding: str) -> MetadataRepository:
+    from ovirt_cdrom.adapters.libvirt import LibvirtMetadataRepository  # noqa: PLC0415
+    return LibvirtMetadataRepository(connection, metadata_xml.Encoding.parse(encoding))
+
+
+def _lvm_activator(run_root: str) -> VolumeActivator:
+    return LvmVolumeActivator(Path(run_root))
+
+
+def _loop_activator(storage_root: str | None, run_root: str) -> VolumeActivator:
+    if not storage_root:
+        raise ValueError("activation 'loop' needs storage_root")
+    return LoopVolumeActivator(Path(storage_root), Path(run_root))
+
+
+class LibvirtAdapters(containers.DeclarativeContainer):
+    """A real host: one libvirt connection for the VMs and their metadata; volumes
+    activated by LVM or, where there is no device-mapper, as loop devices."""
+
+    config = providers.Configuration()
+
+    connection = providers.Singleton(_libvirt_connection, config.libvirt_uri)
+    hypervisor = providers.Singleton(_libvirt_hypervisor, connection)
+    metadata = providers.Singleton(_libvirt_metadata, connection, config.metadata_encoding)
+    volumes = providers.Selector(
+        config.activation,
+        lvm=providers.Singleton(_lvm_activator, config.run_root),
+        loop=providers.Singleton(_loop_activator, config.storage_root, config.run_root))
+
+
 class Application(containers.DeclarativeContainer):
     config = providers.Configuration()
 
     memory = providers.Container(MemoryAdapters, config=config)
+    libvirt = providers.Container(LibvirtAdapters, config=config)
 
-    adapter_hypervisor = providers.Selector(config.adapters, memory=memory.hypervisor)
-    adapter_volumes = providers.Selector(config.adapters, memory=memory.volumes)
-    adapter_metadata = providers.Selector(config.adapters, memory=memory.metadata)
+    adapter_hypervisor = providers.Selector(config.adapters, memory=memory.hypervisor,
+                                            libvirt=libvirt.hypervisor)
+    adapter_volumes = providers.Selector(config.adapters, memory=memory.volumes,
+                                         libvirt=libvirt.volumes)
+    adapter_metadata = providers.Selector(config.adapters, memory=memory.metadata,
+                                          libvirt=libvirt.metadata)
 
     fault_plan = providers.Singleton(
         FaultPlan,
@@ -147,9 +208,9 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     for key, choices in _CHOICES.items():
         if config[key] not in choices:
             raise ValueError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
-    adapters = config["adapters"]
-    if adapters not in ("memory",):
-        raise ValueError(f"unknown adapter set {adapters!r}; expected 'memory'")
+    if config["adapters"] == "libvirt" and config["activation"] == "loop" \
+            and not config["storage_root"]:
+        raise ValueError("activation 'loop' needs storage_root")
     metadata_xml.Encoding.parse(config["metadata_encoding"])
     return config
 

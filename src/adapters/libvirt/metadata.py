@@ -1,0 +1,129 @@
+"""The MetadataRepository port over libvirt's domain metadata (the ``ovirt-vm`` block).
+
+libvirt stores the block under our namespace but hands it back with that namespace taken
+off our elements (``<vm><device .../></vm>``), and on a write puts every element without
+a namespace back into it. So a read qualifies every unqualified element with the
+``ovirt-vm`` namespace before the shared codec (:mod:`ovirt_cdrom.adapters.metadata_xml`)
+sees it, and a write takes the namespace off again; elements of any other namespace pass
+through both untouched, with their own prefixes.
+
+Writes go to the live domain and, for a persistent domain, to its configuration too, in
+one ``setMetadata`` call. "No metadata" (``VIR_ERR_NO_DOMAIN_METADATA``) is an empty block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import libvirt  # type: ignore[import-untyped, unused-ignore]
+from lxml import etree
+from ovirt_cdrom.adapters import metadata_xml
+from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection, error_code, map_error
+from ovirt_cdrom.domain.errors import InvalidMetadata, MetadataError
+from ovirt_cdrom.domain.model import CdEntry, DriveName, VmId
+from ovirt_cdrom.ports import MetadataRepository
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_NS = metadata_xml.NS
+_Q = f"{{{_NS}}}"
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_blank_text=False)
+
+
+def from_libvirt(text: str | None) -> etree._Element:
+    """The block libvirt returned, with our elements in our namespace, checked by the codec."""
+    if text is None or not text.strip():
+        return metadata_xml.new_block()
+    data = text.encode()
+    if len(data) > metadata_xml.MAX_BYTES:
+        raise InvalidMetadata(f"metadata block of {len(data)} bytes is too large")
+    try:
+        raw = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as err:
+        raise InvalidMetadata(f"not well-formed XML: {err}") from None
+    docinfo: Any = raw.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise InvalidMetadata("a DOCTYPE is not allowed in VM metadata")
+    if raw.tag not in ("vm", _Q + "vm"):
+        raise InvalidMetadata(f"expected <{metadata_xml.PREFIX}:vm>, got <{raw.tag}>")
+    root = metadata_xml.new_block()
+    for name, value in raw.attrib.items():
+        root.set(name, value)
+    root.text = raw.text
+    for child in list(raw):
+        root.append(child)  # moves it; the root declares the ovirt-vm prefix
+    for el in root.iter():
+        if isinstance(el.tag, str) and etree.QName(el).namespace is None:
+            el.tag = _Q + el.tag
+    # The codec re-checks depth and entities and returns the block it will edit.
+    return metadata_xml.parse_block(etree.tostring(root))
+
+
+def to_libvirt(root: etree._Element) -> str:
+    """The block as libvirt wants it: our elements without a namespace, others as they are."""
+    out = etree.fromstring(etree.tostring(root), _parser())
+    for el in out.iter():
+        if isinstance(el.tag, str) and etree.QName(el).namespace == _NS:
+            el.tag = etree.QName(el).localname
+    etree.cleanup_namespaces(out)
+    return etree.tostring(out, encoding="unicode")
+
+
+class LibvirtMetadataRepository(MetadataRepository):
+    """The ``ovirt-vm`` block of each VM, read live and written live (+ config)."""
+
+    def __init__(self, connection: LibvirtConnection,
+                 encoding: metadata_xml.Encoding | str = metadata_xml.Encoding.DESIGN) -> None:
+        self.connection = connection
+        self.encoding = metadata_xml.Encoding.parse(encoding)
+
+    def read(self, vm: VmId, drive: DriveName) -> tuple[CdEntry, ...]:
+        return metadata_xml.read_entries(self.read_block(vm), drive)
+
+    def read_all(self, vm: VmId,
+                 drives: Sequence[DriveName]) -> Mapping[DriveName, tuple[CdEntry, ...]]:
+        block = self.read_block(vm)
+        return {d: metadata_xml.read_entries(block, d) for d in drives}
+
+    def write(self, vm: VmId, drive: DriveName, entries: Sequence[CdEntry]) -> None:
+        def run(conn: Any) -> None:
+            dom = conn.lookupByUUIDString(vm.value)
+            block = from_libvirt(self._fetch(dom))
+            metadata_xml.write_entries(block, drive, entries, self.encoding)
+            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0
+            if dom.isPersistent():
+                flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, to_libvirt(block),
+                            metadata_xml.PREFIX, _NS, flags)
+        self._call("write metadata", vm, run)
+
+    def read_block(self, vm: VmId) -> etree._Element:
+        """The whole ``<ovirt-vm:vm>`` block, namespace-qualified (for tests and tools)."""
+        text = self._call("read metadata", vm,
+                          lambda conn: self._fetch(conn.lookupByUUIDString(vm.value)))
+        return from_libvirt(text)
+
+    @staticmethod
+    def _fetch(dom: Any) -> str | None:
+        flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive()
+                 else libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        try:
+            return str(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _NS, flags))
+        except libvirt.libvirtError as err:
+            if error_code(err) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            raise
+
+    def _call(self, what: str, vm: VmId, fn: Callable[[Any], T]) -> T:
+        try:
+            return self.connection.call(fn)
+        except libvirt.libvirtError as err:
+            log.debug("libvirt %s failed (code %s): %s", what, error_code(err), err)
+            raise map_error(err, what, MetadataError, vm) from err
