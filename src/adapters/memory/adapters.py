@@ -98,14 +98,14 @@ class MemoryMetadataRepository(MetadataRepository):
 
     def read(self, vm: VmId, drive: DriveName) -> tuple[CdEntry, ...]:
         with self.host.script.call("metadata.read"), self.host.lock:
-            return metadata_xml.read_entries(self.host.vm(vm).block(), drive)
+            return self.host.vm(vm).read_entries(drive)
 
     def read_all(self, vm: VmId,
                  drives: Sequence[DriveName]) -> Mapping[DriveName, tuple[CdEntry, ...]]:
         with self.host.script.call("metadata.read_all"), self.host.lock:
-            block = self.host.vm(vm).block()
-            return {d: metadata_xml.read_entries(block, d) for d in drives}
+            memory_vm = self.host.vm(vm)
+            return {d: memory_vm.read_entries(d) for d in drives}
 
     def write(self, vm: VmId, drive: DriveName, entries: Sequence[CdEntry]) -> None:
         with self.host.script.call("metadata.write"), self.host.lock:
-            metadata_xml.write_entries(self.host.vm(vm).block(), drive, entries, self.encoding)
+            self.host.vm(vm).write_entries(drive, entries, self.encoding)

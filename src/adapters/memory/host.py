@@ -13,15 +13,17 @@ monkeypatching: every adapter call passes through ``script.call(...)``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Literal
 
 from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
+from ovirt_cdrom.adapters.metadata_xml import Encoding
 from ovirt_cdrom.domain.errors import CdromError, NoSuchDrive, NoSuchVM
 from ovirt_cdrom.domain.model import (
+    CdEntry,
     DiskType,
     DriveName,
     Media,
@@ -31,6 +33,7 @@ from ovirt_cdrom.domain.model import (
 )
 
 Effect = Literal["before", "after"]
+_UNSCRIPTED: AbstractContextManager[None] = nullcontext()
 
 
 @dataclass(slots=True)
@@ -41,14 +44,45 @@ class MemoryDrive:
     disk_type: DiskType = DiskType.FILE
 
 
-@dataclass(slots=True)
 class MemoryVm:
-    id: VmId
-    drives: dict[DriveName, MemoryDrive] = field(default_factory=dict)
-    migrating: bool = False
-    metadata: etree._Element = field(default_factory=metadata_xml.new_block)
-    # An unparsed document (see MemoryHost.set_raw_metadata): parsed, untrusted, on read.
-    raw_metadata: str | bytes | None = None
+    """One VM: its CD-ROM drives and its ``<ovirt-vm:vm>`` metadata block.
+
+    The block (``metadata``) is the truth. So that a change flow costs no XML, the
+    in-memory adapters keep each drive's logical entries beside it (what
+    ``metadata_xml.read_entries`` gave or a write put there) and write design-encoded
+    entries into the block lazily: taking ``metadata`` first applies every pending write, in
+    order, then forgets the kept entries, since the caller may edit the element; the next
+    read parses the block again. Edit the element right after taking it: a reference kept
+    across adapter calls does not see writes made meanwhile until ``metadata`` is taken again.
+    """
+
+    __slots__ = ("_block", "_entries", "_pending", "drives", "id", "migrating", "raw_metadata")
+
+    def __init__(self, id: VmId, drives: dict[DriveName, MemoryDrive] | None = None,
+                 migrating: bool = False, metadata: etree._Element | None = None) -> None:
+        self.id = id
+        self.drives: dict[DriveName, MemoryDrive] = {} if drives is None else drives
+        self.migrating = migrating
+        self._block = metadata_xml.new_block() if metadata is None else metadata
+        self._entries: dict[DriveName, tuple[CdEntry, ...]] = {}
+        # Writes not yet in the block, by drive in the order of their first write. Only
+        # non-empty design-encoded writes wait here; replaying the last one per drive in
+        # that order gives the block the exact nodes the writes one by one would have.
+        self._pending: dict[DriveName, tuple[CdEntry, ...]] = {}
+        # An unparsed document (see MemoryHost.set_raw_metadata): parsed, untrusted, on read.
+        self.raw_metadata: str | bytes | None = None
+
+    @property
+    def metadata(self) -> etree._Element:
+        self._flush()
+        self._entries.clear()
+        return self._block
+
+    @metadata.setter
+    def metadata(self, block: etree._Element) -> None:
+        self._block = block
+        self._entries.clear()
+        self._pending.clear()
 
     @property
     def metadata_xml(self) -> str:
@@ -60,10 +94,45 @@ class MemoryVm:
     def block(self) -> etree._Element:
         """The metadata block, as a read from libvirt gives it: a raw document is parsed
         now (raising InvalidMetadata for a hostile one, at every read)."""
+        self._adopt_raw()
+        return self.metadata
+
+    def _adopt_raw(self) -> None:
         if self.raw_metadata is not None:
             self.metadata = metadata_xml.parse_block(self.raw_metadata)
             self.raw_metadata = None
-        return self.metadata
+
+    def read_entries(self, drive: DriveName) -> tuple[CdEntry, ...]:
+        """The drive's entries, as ``metadata_xml.read_entries`` reads them from the block."""
+        if self.raw_metadata is not None:
+            self._adopt_raw()
+        entries = self._entries.get(drive)
+        if entries is None:
+            entries = metadata_xml.read_entries(self._block, drive)
+            self._entries[drive] = entries
+        return entries
+
+    def write_entries(self, drive: DriveName, entries: Sequence[CdEntry],
+                      encoding: Encoding) -> None:
+        """``metadata_xml.write_entries`` into the block, now or when someone looks."""
+        if self.raw_metadata is not None:
+            self._adopt_raw()
+        entries = tuple(entries)
+        if encoding is not Encoding.DESIGN or not entries:
+            # Written now: the nested encoding reads back normalised, and removing the
+            # drive's nodes changes where a later write puts them.
+            self._flush()
+            self._entries.pop(drive, None)
+            metadata_xml.write_entries(self._block, drive, entries, encoding)
+            return
+        self._pending[drive] = entries
+        self._entries[drive] = entries  # what read_entries gives back for design entries
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for drive, entries in pending.items():
+                metadata_xml.write_entries(self._block, drive, entries, Encoding.DESIGN)
 
 
 @dataclass(slots=True)
@@ -107,9 +176,16 @@ class Script:
             self._hooks.clear()
             self.calls.clear()
 
-    @contextmanager
-    def call(self, name: str) -> Iterator[None]:
+    def call(self, name: str) -> AbstractContextManager[None]:
         """Wrap one adapter call: hooks, then a scripted failure before or after it."""
+        if not self._faults and not self._hooks:
+            # Nothing scripted (the common case): record the call, no generator.
+            self.calls.append(name)
+            return _UNSCRIPTED
+        return self._scripted(name)
+
+    @contextmanager
+    def _scripted(self, name: str) -> Iterator[None]:
         with self._lock:
             self.calls.append(name)
             hooks = [h for c, h in self._hooks if c in (name, "*")]
