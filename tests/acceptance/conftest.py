@@ -181,6 +181,12 @@ def _(driver: CdromDriver) -> RecoveryReport:
     return driver.restart_and_recover()
 
 
+@when("the host works normally again")
+def _(driver: CdromDriver) -> None:
+    """No scripted failure remains."""
+    driver.heal()
+
+
 # --- Then --------------------------------------------------------------------------------
 
 
@@ -207,6 +213,12 @@ def _(outcome: Outcome) -> None:
 def _(driver: CdromDriver, vm: str, iso: str) -> None:
     """The VM's drive holds that ISO (``virsh domblklist``), opened the right way."""
     assert driver.tray(vm) == iso
+
+
+@then(parsers.parse('the tray of "{vm}" still holds "{tray}"'))
+def _(driver: CdromDriver, vm: str, tray: str) -> None:
+    """Recovery never changes what the VM holds."""
+    assert driver.tray(vm) == tray
 
 
 @then(parsers.parse('"{vm}" shows no CD'))
@@ -311,6 +323,12 @@ def _(driver: CdromDriver) -> None:
 def _(report: RecoveryReport) -> None:
     """Every drive of every VM converged; no error."""
     assert report.clean, report
+
+
+@then("recovery is not clean")
+def _(report: RecoveryReport) -> None:
+    """Recovery reports that leftovers remain for a later retry."""
+    assert not report.clean, report
 
 
 @then("both calls succeed")

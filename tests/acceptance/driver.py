@@ -196,7 +196,7 @@ class CdromDriver:
     def cd_element_is_empty(self, vm: str) -> bool:
         """Whether the CD-ROM entry is the design's empty ``<device name="sdc"/>``."""
         with self.host.lock:
-            root = self.host.vm(VMS[vm]).block()
+            root = self.host.vm(VMS[vm]).metadata
             els = [el for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
                    if el.get("name") == DRIVE.value]
             return (len(els) == 1 and len(els[0]) == 0
@@ -204,14 +204,14 @@ class CdromDriver:
 
     def cd_element_count(self, vm: str) -> int:
         with self.host.lock:
-            root = self.host.vm(VMS[vm]).block()
+            root = self.host.vm(VMS[vm]).metadata
             return sum(1 for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
                        if el.get("name") == DRIVE.value)
 
     def markers(self, vm: str) -> list[str]:
         """Every pending-change marker in the CD-ROM entries, in either encoding."""
         with self.host.lock:
-            root = self.host.vm(VMS[vm]).block()
+            root = self.host.vm(VMS[vm]).metadata
             found = []
             for el in root.iterchildren(f"{{{metadata_xml.NS}}}device"):
                 if el.get("name") != DRIVE.value:
@@ -222,8 +222,8 @@ class CdromDriver:
             return found
 
     def set_raw_cd_element(self, vm: str, xml: str) -> None:
-        """Store the VM's metadata document with ``xml`` as its CD-ROM element, unparsed
-        as libvirt holds it (e.g. what vdsm 4.50 left).
+        """Replace the VM's metadata document by one with ``xml`` as its CD-ROM element
+        (e.g. what vdsm 4.50 left).
 
         ``{fedora}``/``{debian}`` in ``xml`` stand for that ISO's PDIV elements.
         """
@@ -231,7 +231,8 @@ class CdromDriver:
             xml = xml.replace("{%s}" % name, _pdiv_xml(volume))
         document = UNRELATED_METADATA.replace(EMPTY_CD_ELEMENT, xml.strip())
         assert document != UNRELATED_METADATA
-        self.host.set_raw_metadata(VMS[vm], document)
+        with self.host.lock:
+            self.host.vm(VMS[vm]).metadata = metadata_xml.parse_block(document)
 
     def set_migrating(self, vm: str) -> None:
         with self.host.lock:
@@ -356,12 +357,18 @@ class CdromDriver:
         self.app = fresh
         return fresh
 
+    def heal(self) -> None:
+        """Every scripted fault is gone: the storage and hypervisor work again."""
+        self.host.script.clear()
+
     def use_encoding(self, encoding: str) -> None:
         self.restart(encoding)
 
     def restart_and_recover(self) -> RecoveryReport:
-        """A restart after a crash: scripted faults die with the process; recover_all()."""
-        self.host.script.clear()
+        """A restart (after a crash): a fresh application runs recover_all().
+
+        Scripted faults belong to the host, not to the process: those not yet used stay.
+        """
         fresh = self.restart()
         with self._log.capture():
             return fresh.core.service().recover_all()
@@ -388,7 +395,7 @@ class CdromDriver:
     def metadata(self, vm: str) -> str:
         """The VM's CD-ROM entries: ``empty``, ``fedora``, ``ejecting:fedora, loading:debian``."""
         with self.host.lock:
-            entries = metadata_xml.read_entries(self.host.vm(VMS[vm]).block(), DRIVE)
+            entries = metadata_xml.read_entries(self.host.vm(VMS[vm]).metadata, DRIVE)
         return show_entries(entries)
 
     def active(self) -> list[str]:
@@ -397,7 +404,7 @@ class CdromDriver:
     def unrelated(self, vm: str) -> list[str]:
         """Every metadata element but the CD-ROM entry, canonical, whitespace ignored."""
         with self.host.lock:
-            root = copy.deepcopy(self.host.vm(VMS[vm]).block())
+            root = copy.deepcopy(self.host.vm(VMS[vm]).metadata)
         return _unrelated(root)
 
     def expected_unrelated(self) -> list[str]:
@@ -411,7 +418,7 @@ class CdromDriver:
             for vm in self.host.vms.values():
                 for name, drive in vm.drives.items():
                     volume = self.host.volume_at(drive.source)
-                    entries = metadata_xml.read_entries(vm.block(), name)
+                    entries = metadata_xml.read_entries(vm.metadata, name)
                     where = f"{vm.id}/{name}"
                     if volume is not None:
                         held.add(volume)
@@ -514,6 +521,7 @@ class _CaseLog(logging.Handler):
 
     @contextmanager
     def capture(self) -> Iterator[None]:
+        self.cases.clear()
         logger = logging.getLogger("ovirt_cdrom.domain.flows")
         old = logger.level
         logger.addHandler(self)
