@@ -87,16 +87,21 @@ class VdsmApi:
         self._service = service
 
     def changeCD(self, vmID: object, cdromspec: object) -> dict[str, Any]:  # noqa: N802, N803
+        error = self.change_cd(vmID, cdromspec)
+        return {"vmList": {}} if error is None else error.response()
+
+    def change_cd(self, vmID: object, cdromspec: object) -> CdromError | None:  # noqa: N803
+        """``changeCD`` answering the typed error (None on success), e.g. for the simulator."""
         try:
             request = ChangeCdRequest.parse(vmID, cdromspec)
             self._service.change_cd(request.vm, request.drive, request.target)
         except CdromError as err:
             log.warning("changeCD(%s) failed: %s", str(vmID)[:64], err)
-            return err.response()
+            return err
         except Exception as exc:  # never let an untyped error reach the engine
             log.exception("changeCD(%s) failed unexpectedly", str(vmID)[:64])
-            return internal_error(exc).response()
-        return {"vmList": {}}
+            return internal_error(exc)
+        return None
 
     def capabilities(self) -> dict[str, bool]:
         """What the host advertises to the engine for this feature."""

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = ("demo",)
+SUBCOMMANDS = ("simulate", "demo")
 
 
 def parser() -> argparse.ArgumentParser:

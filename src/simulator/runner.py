@@ -1,0 +1,193 @@
+"""Run a scenario: set up an in-memory host, run each step through the real core.
+
+The host is built from the scenario; the ports are wrapped by the fault-injection
+decorators the container wires (``fault_injection: on``), and the shared plan is armed per
+step. A crash (``SimulatedCrash``) kills the service; the host survives, and the next step
+runs on a fresh service, as after a restart. ``recover`` always runs on a fresh service:
+that is what happens at host start.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovirt_cdrom.adapters import metadata_xml
+from ovirt_cdrom.adapters.faults import FaultPlan, SimulatedCrash, TracedCall
+from ovirt_cdrom.adapters.memory import MemoryHost
+from ovirt_cdrom.adapters.memory.invariants import fingerprints
+from ovirt_cdrom.container import Application, build
+from ovirt_cdrom.domain.errors import CdromError, GeneralException
+from ovirt_cdrom.domain.flows import consistent
+from ovirt_cdrom.domain.model import (
+    CdromSlot,
+    DiskType,
+    VmId,
+    VolumeRef,
+    block_volume_path,
+)
+from ovirt_cdrom.domain.recovery import Observation, decide
+from ovirt_cdrom.service import CdromService, RecoveryReport
+from ovirt_cdrom.simulator.scenario import Scenario, Step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DriveRecovered:
+    vm: str
+    drive: str
+    case: str | None       # the design's recovery row (or "converge"); None: nothing to do
+    design: str | None
+    changed: bool
+    clean: bool
+    error: CdromError | None
+
+
+@dataclass(slots=True)
+class StepOutcome:
+    step: Step
+    ok: bool
+    injected: bool
+    crashed: bool
+    error: CdromError | None
+    calls: int                       # port calls the step made (a crashed call excluded)
+    trace: list[TracedCall]
+    recovered: list[DriveRecovered] | None = None  # recover steps only
+
+
+@dataclass(slots=True)
+class ScenarioRun:
+    scenario: Scenario
+    host: MemoryHost
+    baseline: dict[VmId, str]
+    steps: list[StepOutcome] = field(default_factory=list)
+
+
+class Simulation:
+    """One scenario's host, container and service, stepped one step at a time."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.app: Application = build(
+            {"adapters": "memory", "fault_injection": "on",
+             "metadata_encoding": scenario.metadata_encoding.value},
+            environ={})
+        self.host: MemoryHost = self.app.memory.host()
+        self.plan: FaultPlan = self.app.fault_plan()
+        _set_up(self.host, scenario)
+        self.run = ScenarioRun(scenario, self.host, fingerprints(self.host))
+        self._fresh = True
+
+    def restart(self) -> None:
+        """The process died or the host started: a fresh service over the same host."""
+        core: Any = self.app.core
+        core.api.reset()
+        core.service.reset()
+
+    def step(self, step: Step) -> StepOutcome:
+        if step.op == "recover" and not self._fresh:
+            self.restart()
+        self._fresh = False
+        self.plan.reset(step.fail_at_call, step.fail_effect, step.crash_at_call)
+        error: CdromError | None = None
+        recovered: list[DriveRecovered] | None = None
+        crashed = False
+        try:
+            if step.op == "changeCD":
+                error = self.app.core.api().change_cd(step.args.get("vmID"),
+                                                      step.args.get("cdromspec"))
+            else:
+                cases = _recovery_cases(self.host)
+                service: CdromService = self.app.core.service()
+                report = service.recover_all()
+                recovered, error = _recovered(report, cases)
+        except SimulatedCrash:
+            crashed = True
+            log.info("Step %s crashed at call %s", step.op, step.crash_at_call)
+            self.restart()
+            self._fresh = True
+        calls = self.plan.calls - (1 if crashed else 0)
+        outcome = StepOutcome(step, ok=not crashed and error is None,
+                              injected=self.plan.injected, crashed=crashed, error=error,
+                              calls=calls, trace=list(self.plan.trace), recovered=recovered)
+        self.plan.reset()
+        self.run.steps.append(outcome)
+        return outcome
+
+
+def run(scenario: Scenario) -> ScenarioRun:
+    """Run every step of ``scenario``; return the host and each step's outcome."""
+    sim = Simulation(scenario)
+    for step in scenario.steps:
+        sim.step(step)
+    return sim.run
+
+
+def _set_up(host: MemoryHost, scenario: Scenario) -> None:
+    host.files = set(scenario.files) if scenario.files is not None else None
+    for volume, active in scenario.volumes:
+        host.add_volume(volume, active)
+    for vm in scenario.vms:
+        memory_vm = host.add_vm(vm.id, migrating=vm.migrating, metadata=vm.metadata_xml)
+        for d in vm.drives:
+            if isinstance(d.loaded, VolumeRef):
+                host.add_volume(d.loaded, active=True)
+                host.add_drive(vm.id, d.iface, d.index, block_volume_path(d.loaded),
+                               DiskType.BLOCK)
+            else:
+                host.add_drive(vm.id, d.iface, d.index, d.loaded, DiskType.FILE)
+            entries = d.metadata
+            if entries is None:
+                try:
+                    existing = metadata_xml.read_entries(memory_vm.metadata, d.name)
+                except CdromError:
+                    continue  # hostile metadata_xml: kept as the scenario wrote it
+                if existing:
+                    continue
+                entries = d.default_entries()
+            metadata_xml.write_entries(memory_vm.metadata, d.name, entries,
+                                       scenario.metadata_encoding)
+
+
+def _recovery_cases(host: MemoryHost) -> dict[tuple[str, str], tuple[str, str]]:
+    """Which recovery row each drive is in, observed directly on the host (no port call)."""
+    cases: dict[tuple[str, str], tuple[str, str]] = {}
+    with host.lock:
+        for vm in host.vms.values():
+            for name, drive in vm.drives.items():
+                try:
+                    slot = CdromSlot.from_entries(metadata_xml.read_entries(vm.metadata, name))
+                except CdromError:
+                    continue
+                if consistent(slot, drive.source):
+                    continue
+                active = [v for v in slot.volumes if host.volumes.get(v, False)]
+                decision = decide(Observation.of(slot, drive.source, active))
+                cases[(str(vm.id), str(name))] = (decision.case, decision.design)
+    return cases
+
+
+def _recovered(report: RecoveryReport, cases: dict[tuple[str, str], tuple[str, str]]
+               ) -> tuple[list[DriveRecovered], CdromError | None]:
+    drives = []
+    for d in report.drives:
+        case, design = cases.get((str(d.vm), str(d.drive)), (None, None))
+        drives.append(DriveRecovered(str(d.vm), str(d.drive), case, design, d.changed,
+                                     d.clean, d.error))
+    if report.clean:
+        return drives, None
+    for err in report.vm_errors.values():
+        return drives, err
+    for r in drives:
+        if r.error is not None:
+            return drives, r.error
+    left = ", ".join(f"{r.vm}/{r.drive}" for r in drives if not r.clean)
+    return drives, GeneralException(
+        f"recovery could not clean up {left}; the next recovery retries")
+
+
+def step_summary(step: Step) -> dict[str, Any]:
+    """The step's arguments and injection, for reports."""
+    return {"args": dict(step.args), **step.fault()}
