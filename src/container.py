@@ -10,7 +10,9 @@ Configuration keys (a mapping, a YAML file named by ``OVIRT_CDROM_CONFIG``, or
 environment variables ``OVIRT_CDROM_<KEY>`` which win):
 
 * ``adapters``: ``memory`` (default) or ``libvirt`` (a real host: libvirt for the VMs
-  and their metadata, volumes activated as chosen by ``activation``)
+  and their metadata, volumes activated as chosen by ``activation``), or ``vdsm``
+  (volumes through vdsm's storage dispatcher; :func:`build_vdsm` hands in vdsm's own
+  objects, else an in-memory host stands in for them, behind ``FakeVdsmStorage``)
 * ``activation`` (``libvirt`` only): ``lvm`` (default; LVM volumes of block storage
   domains) or ``loop`` (image files ``<storage_root>/<sd>/<img>/<vol>`` on loop devices)
 * ``libvirt_uri``: default ``qemu:///system``
@@ -26,7 +28,7 @@ environment variables ``OVIRT_CDROM_<KEY>`` which win):
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,8 @@ from ovirt_cdrom.adapters.memory import (
     MemoryMetadataRepository,
     MemoryVolumeActivator,
 )
+from ovirt_cdrom.adapters.vdsm.fake import FakeVdsmStorage, MemoryProbe
+from ovirt_cdrom.adapters.vdsm.storage import OsProbe, VdsmVolumeActivator
 from ovirt_cdrom.adapters.vdsm_api import VdsmApi
 from ovirt_cdrom.ports import Hypervisor, MetadataRepository, VolumeActivator
 from ovirt_cdrom.service import CdromService
@@ -71,7 +75,7 @@ _CHOICES = {
     "fault_injection": ("off", "on"),
     "fail_effect": ("before", "after"),
     "crash_action": ("raise", "sigkill"),
-    "adapters": ("memory", "libvirt"),
+    "adapters": ("memory", "libvirt", "vdsm"),
     "activation": ("lvm", "loop"),
 }
 ENV_PREFIX = "OVIRT_CDROM_"
@@ -144,18 +148,51 @@ class LibvirtAdapters(containers.DeclarativeContainer):
         loop=providers.Singleton(_loop_activator, config.storage_root, config.run_root))
 
 
+def _vdsm_hypervisor(domains: Any) -> Hypervisor:
+    from ovirt_cdrom.adapters.vdsm.domain import VdsmDomainHypervisor  # noqa: PLC0415
+    return VdsmDomainHypervisor(domains)
+
+
+def _vdsm_metadata(domains: Any, encoding: str,
+                   on_written: Callable[[str], None] | None) -> MetadataRepository:
+    from ovirt_cdrom.adapters.vdsm.domain import VdsmDomainMetadataRepository  # noqa: PLC0415
+    return VdsmDomainMetadataRepository(domains, encoding, on_written)
+
+
+class VdsmAdapters(containers.DeclarativeContainer):
+    """Inside vdsm: volumes through vdsm's storage dispatcher, VMs through its domains.
+
+    :func:`build_vdsm` overrides ``storage``, ``probe``, ``hypervisor`` and ``metadata``
+    with vdsm's objects. Left alone, an in-memory host stands in for vdsm: its VMs, and
+    ``FakeVdsmStorage`` answering as vdsm's dispatcher does (acceptance tests, demos).
+    """
+
+    config = providers.Configuration()
+
+    host = providers.Singleton(MemoryHost)
+    storage = providers.Singleton(FakeVdsmStorage, host)
+    probe = providers.Singleton(MemoryProbe, host)
+    volumes = providers.Singleton(VdsmVolumeActivator, storage, probe)
+    hypervisor = providers.Singleton(MemoryHypervisor, host)
+    metadata = providers.Singleton(
+        MemoryMetadataRepository, host,
+        encoding=config.metadata_encoding.as_(metadata_xml.Encoding.parse))
+
+
 class Application(containers.DeclarativeContainer):
     config = providers.Configuration()
 
     memory = providers.Container(MemoryAdapters, config=config)
     libvirt = providers.Container(LibvirtAdapters, config=config)
+    vdsm = providers.Container(VdsmAdapters, config=config)
 
     adapter_hypervisor = providers.Selector(config.adapters, memory=memory.hypervisor,
-                                            libvirt=libvirt.hypervisor)
+                                            libvirt=libvirt.hypervisor,
+                                            vdsm=vdsm.hypervisor)
     adapter_volumes = providers.Selector(config.adapters, memory=memory.volumes,
-                                         libvirt=libvirt.volumes)
+                                         libvirt=libvirt.volumes, vdsm=vdsm.volumes)
     adapter_metadata = providers.Selector(config.adapters, memory=memory.metadata,
-                                          libvirt=libvirt.metadata)
+                                          libvirt=libvirt.metadata, vdsm=vdsm.metadata)
 
     fault_plan = providers.Singleton(
         FaultPlan,
@@ -220,4 +257,26 @@ def build(overrides: Mapping[str, Any] | None = None,
     """A configured application container."""
     app = Application()
     app.config.from_dict(load_config(overrides, environ))
+    return app
+
+
+def build_vdsm(domains: Any, storage: Any, probe: Any = None,
+               on_metadata_written: Callable[[str], None] | None = None,
+               overrides: Mapping[str, Any] | None = None) -> Application:
+    """The application inside vdsm, over vdsm's own objects (see ``ovirt_cdrom.embedding``).
+
+    ``domains`` is a :class:`~ovirt_cdrom.adapters.vdsm.domain.VdsmDomains`, ``storage``
+    vdsm's storage dispatcher, ``probe`` a ``HostProbe`` (default: the host's ``/dev``).
+    The environment and ``OVIRT_CDROM_CONFIG`` are not read: vdsm passes everything.
+    """
+    settings = {"metadata_encoding": metadata_xml.Encoding.VDSM_450.value,
+                **(overrides or {}), "adapters": "vdsm"}
+    app = build(settings, environ={})
+    domains_provider = providers.Object(domains)
+    app.vdsm.storage.override(providers.Object(storage))
+    app.vdsm.probe.override(providers.Object(probe if probe is not None else OsProbe()))
+    app.vdsm.hypervisor.override(providers.Singleton(_vdsm_hypervisor, domains_provider))
+    app.vdsm.metadata.override(providers.Singleton(
+        _vdsm_metadata, domains_provider, app.config.metadata_encoding,
+        providers.Object(on_metadata_written)))
     return app
