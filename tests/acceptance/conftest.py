@@ -168,6 +168,13 @@ def _(driver: CdromDriver, vm: str, iso: str, field: str, value: str) -> Outcome
     return driver.change_cd_mutated(vm, iso, field, value)
 
 
+@when(parsers.parse('the engine loads a legacy ISO into "{vm}" with {field} set to {value}'),
+      target_fixture="outcome")
+def _(driver: CdromDriver, vm: str, field: str, value: str) -> Outcome:
+    """VM.changeCD by path with one field of an otherwise valid request replaced."""
+    return driver.change_cd_mutated(vm, None, field, value)
+
+
 @when(parsers.parse('the engine changes the CD of "{vm}" to "{iso}" twice at the same time'),
       target_fixture="concurrent")
 def _(driver: CdromDriver, vm: str, iso: str) -> Concurrent:

@@ -308,9 +308,12 @@ class CdromDriver:
             answer, crashed = None, True
         return Outcome(answer, tuple(self.host.script.calls[start:]), crashed)
 
-    def change_cd_mutated(self, vm: str, iso: str, field_path: str, value: str) -> Outcome:
-        """Send a request for ``iso`` with one field replaced (JSON) or ``(missing)``."""
-        request: dict[str, Any] = {"vmID": VMS[vm].value, "cdromspec": self.spec(iso)}
+    def change_cd_mutated(self, vm: str, iso: str | None, field_path: str,
+                          value: str) -> Outcome:
+        """Send a request for ``iso`` (by PDIV; None: a legacy ISO by path) with one field
+        replaced by a JSON value, or removed (``(missing)``)."""
+        spec = self.spec(iso) if iso is not None else self.legacy_spec("rhel8")
+        request: dict[str, Any] = {"vmID": VMS[vm].value, "cdromspec": spec}
         _mutate(request, field_path.split("."), value)
         return self.change_cd(vm, request.get("cdromspec"), vm_id=request.get("vmID"))
 
