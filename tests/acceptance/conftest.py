@@ -7,12 +7,12 @@ State travels between steps as fixtures (``target_fixture``): ``driver``, ``outc
 from __future__ import annotations
 
 import pytest
-from pytest_bdd import given, parsers, then, when
 from ovirt_cdrom.service import RecoveryReport
+from pytest_bdd import given, parsers, then, when
 
 from .driver import CdromDriver, Concurrent, Observed, Outcome
 
-SUCCESS = {"vmList": {}}
+SUCCESS: dict[str, object] = {"vmList": {}}
 _NTH = r'the (?:next|(?P<nth>\d+)(?:st|nd|rd|th)) "(?P<call>[\w.]+)" call'
 
 

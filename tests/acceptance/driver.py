@@ -38,7 +38,7 @@ from ovirt_cdrom.domain.model import (
     VolumeRef,
     block_volume_path,
 )
-from ovirt_cdrom.service import RecoveryReport
+from ovirt_cdrom.service import CdromService, RecoveryReport
 
 
 class Crash(BaseException):
@@ -65,7 +65,8 @@ VMS: dict[str, VmId] = {
 UNKNOWN_VM = "11111111-2222-4333-8444-555555555555"
 IFACE, INDEX = "sata", 2
 DRIVE = DriveName.from_iface_index(IFACE, INDEX)  # sdc
-LEGACY_DIR = "/rhev/data-center/mnt/isodomain.example.com:_iso/iso/11111111-1111-1111-1111-111111111111/images/11111111-1111-1111-1111-111111111111"
+LEGACY_DIR = ("/rhev/data-center/mnt/isodomain.example.com:_iso/iso"
+              "/11111111-1111-1111-1111-111111111111/images/11111111-1111-1111-1111-111111111111")
 
 # What oVirt keeps in a running VM's metadata besides our CD-ROM entry (vdsm's shapes).
 UNRELATED_METADATA = f"""\
@@ -200,7 +201,7 @@ class CdromDriver:
             els = [el for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
                    if el.get("name") == DRIVE.value]
             return (len(els) == 1 and len(els[0]) == 0
-                    and dict(els[0].attrib) == {"devtype": "disk", "name": DRIVE.value})
+                    and sorted(els[0].items()) == [("devtype", "disk"), ("name", DRIVE.value)])
 
     def cd_element_count(self, vm: str) -> int:
         with self.host.lock:
@@ -228,7 +229,7 @@ class CdromDriver:
         ``{fedora}``/``{debian}`` in ``xml`` stand for that ISO's PDIV elements.
         """
         for name, volume in ISOS.items():
-            xml = xml.replace("{%s}" % name, _pdiv_xml(volume))
+            xml = xml.replace(f"{{{name}}}", _pdiv_xml(volume))
         document = UNRELATED_METADATA.replace(EMPTY_CD_ELEMENT, xml.strip())
         assert document != UNRELATED_METADATA
         with self.host.lock:
@@ -373,8 +374,9 @@ class CdromDriver:
         Scripted faults belong to the host, not to the process: those not yet used stay.
         """
         fresh = self.restart()
+        service: CdromService = fresh.core.service()
         with self._log.capture():
-            return fresh.core.service().recover_all()
+            return service.recover_all()
 
     # --- Then: what the engine, the VM and the host show --------------------------------
 
@@ -489,12 +491,12 @@ def _unrelated(root: etree._Element) -> list[str]:
     for el in root:
         if el.tag == f"{{{metadata_xml.NS}}}device" and el.get("name") == DRIVE.value:
             continue
-        el = copy.deepcopy(el)
-        for node in el.iter():
+        bare = copy.deepcopy(el)
+        for node in bare.iter():
             node.tail = None
             if len(node) and node.text is not None and not node.text.strip():
                 node.text = None
-        out.append(etree.tostring(el, method="c14n").decode())
+        out.append(etree.tostring(bare, method="c14n").decode())
     return out
 
 
