@@ -374,11 +374,15 @@ FAULT_POINTS = [(f, k, c, e) for f in ("insert", "change", "eject")
                 for k, c in enumerate(happy_calls(f)) for e in ("before", "after")]
 
 
+ENCODINGS = ["design", "vdsm-4.50"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize(("flow", "k", "call", "effect"), FAULT_POINTS,
                          ids=[f"{f}-{k}-{c}-{e}" for f, k, c, e in FAULT_POINTS])
 def test_single_fault_then_recovery_keeps_the_promises(flow: str, k: int, call: str,
-                                                       effect: Effect) -> None:
-    rig = make_rig()
+                                                       effect: Effect, encoding: str) -> None:
+    rig = make_rig(encoding)
     start, target = flow_setup(flow)
     rig.loaded(start)
     before_unrelated = unrelated(rig.host)
@@ -405,10 +409,11 @@ CRASH_POINTS = [(f, k) for f in ("insert", "change", "eject")
                 for k in range(len(happy_calls(f)) + 1)]
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize(("flow", "k"), CRASH_POINTS,
                          ids=[f"{f}-before-call-{k}" for f, k in CRASH_POINTS])
-def test_crash_then_recovery_keeps_the_promises(flow: str, k: int) -> None:
-    rig = make_rig()
+def test_crash_then_recovery_keeps_the_promises(flow: str, k: int, encoding: str) -> None:
+    rig = make_rig(encoding)
     start, target = flow_setup(flow)
     rig.loaded(start)
     before_unrelated = unrelated(rig.host)
