@@ -4,8 +4,8 @@ Product code, like the in-memory host it shares: the ``vdsm`` adapter profile ru
 (acceptance scenarios, demos), so that what the engine sees through the vdsm adapters can
 be checked without vdsm. It answers exactly as vdsm's dispatcher does: it never raises
 (a ``BaseException`` such as a simulated crash aside), every answer carries ``status``
-``{"code", "message"}``, ``prepareImage`` adds ``path``, ``info`` (``type`` block) and
-``imgVolumesInfo``, and ``teardownImage`` adds nothing.
+``{"code", "message"}``, ``prepareImage`` adds ``path``, ``info`` (``type`` ``block``,
+or ``file`` for ``file_domains``) and ``imgVolumesInfo``, and ``teardownImage`` adds nothing.
 
 * Unknown pool: 309 StoragePoolUnknown; unknown domain: 358 StorageDomainDoesNotExist;
   a volume not in the image: 201 VolumeDoesNotExist (prepare), an image without volumes:
@@ -33,6 +33,7 @@ from ovirt_cdrom.adapters.vdsm.storage import (
     CANNOT_ACTIVATE_LVS,
     CANNOT_DEACTIVATE_LV,
     GENERAL_EXCEPTION,
+    IMAGE_DOES_NOT_EXIST_IN_SD,
     STORAGE_DOMAIN_DOES_NOT_EXIST,
     STORAGE_POOL_UNKNOWN,
     VOLUME_DOES_NOT_EXIST,
@@ -41,8 +42,6 @@ from ovirt_cdrom.domain.errors import CdromError, StorageError, VolumeInUse, Vol
 from ovirt_cdrom.domain.model import VolumeRef
 
 log = logging.getLogger(__name__)
-
-IMAGE_DOES_NOT_EXIST_IN_SD = 268
 
 
 class _Refusal(Exception):
@@ -71,9 +70,19 @@ def in_use_message(domain_id: str, volume_id: str) -> str:
 class FakeVdsmStorage:
     """``prepareImage`` and ``teardownImage`` as vdsm's storage dispatcher answers them."""
 
-    def __init__(self, host: MemoryHost, *, swallow_in_use: bool = True) -> None:
+    def __init__(self, host: MemoryHost, *, swallow_in_use: bool = True,
+                 file_domains: frozenset[str] = frozenset()) -> None:
         self.host = host
         self.swallow_in_use = swallow_in_use
+        # Domains on file storage (NFS): their volumes are prepared as files.
+        self.file_domains = file_domains
+        # Pools and domains the host is connected to, beyond those of the host's volumes.
+        self._connected: set[tuple[str, str]] = set()
+
+    def connect(self, pool_id: str, domain_id: str) -> None:
+        """The host sees this storage domain of this pool (even with no volume on it)."""
+        with self.host.lock:
+            self._connected.add((pool_id, domain_id))
 
     def prepareImage(self, sdUUID: str, spUUID: str, imgUUID: str,  # noqa: N802, N803
                      leafUUID: str) -> dict[str, Any]:  # noqa: N803
@@ -81,8 +90,13 @@ class FakeVdsmStorage:
             with self.host.script.call("volumes.prepare"), self.host.lock:
                 volume = self._leaf(sdUUID, spUUID, imgUUID, leafUUID)
                 self.host.volumes[volume] = True
-                path = self.host.path_of(volume)
-                return _ok(path=path, info={"type": "block", "path": path},
+                if sdUUID in self.file_domains:
+                    kind = "file"
+                    path = (f"/rhev/data-center/mnt/nfs.example.com:_isos/{sdUUID}"
+                            f"/images/{imgUUID}/{leafUUID}")
+                else:
+                    kind, path = "block", self.host.path_of(volume)
+                return _ok(path=path, info={"type": kind, "path": path},
                            imgVolumesInfo=[{"domainID": sdUUID, "imageID": imgUUID,
                                             "volumeID": leafUUID, "path": path}])
         except _Refusal as refusal:
@@ -127,11 +141,11 @@ class FakeVdsmStorage:
 
     def _check_pool_domain(self, sd: str, sp: str) -> None:
         with self.host.lock:
-            known = list(self.host.volumes)
-        if sp not in {v.pool_id for v in known}:
+            known = {(v.pool_id, v.domain_id) for v in self.host.volumes} | self._connected
+        if sp not in {pool for pool, _ in known}:
             raise _Refusal(STORAGE_POOL_UNKNOWN,
                            f"Unknown pool id, pool not connected: ({sp!r},)")
-        if sd not in {v.domain_id for v in known if v.pool_id == sp}:
+        if (sp, sd) not in known:
             raise _Refusal(STORAGE_DOMAIN_DOES_NOT_EXIST,
                            f"Storage domain does not exist: ({sd!r},)")
 
@@ -164,7 +178,9 @@ class FakeVdsmStorage:
 class MemoryProbe:
     """The host's answers the dispatcher cannot give, from the in-memory host.
 
-    Not scripted: on a real host these are a ``stat`` of ``/dev/<vg>/<lv>`` and of the ISO.
+    ``file_exists`` passes through the host's script as ``volumes.resolve_path`` (it is
+    that call's only host question); ``volume_active`` is not scripted: the adapter also
+    asks it after each teardown, and on a real host it is a ``stat`` of ``/dev/<vg>/<lv>``.
     """
 
     def __init__(self, host: MemoryHost) -> None:
@@ -175,5 +191,5 @@ class MemoryProbe:
             return self.host.volumes.get(volume, False)
 
     def file_exists(self, path: str) -> bool:
-        with self.host.lock:
+        with self.host.script.call("volumes.resolve_path"), self.host.lock:
             return self.host.file_exists(path)

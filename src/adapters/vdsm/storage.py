@@ -5,7 +5,10 @@ vdsm's storage dispatcher never raises: every verb answers a mapping whose ``sta
 callers ignore the codes of ``teardownImage``; this adapter turns every non-zero status
 into a typed error:
 
-* ``201`` (VolumeDoesNotExist) -> ``VolumeNotFound``;
+* ``201`` VolumeDoesNotExist and ``268`` ImageDoesNotExistInSD (the domain is reachable
+  and does not have it) -> ``VolumeNotFound``; 309 StoragePoolUnknown and 358
+  StorageDomainDoesNotExist stay ``StorageError``: vdsm answers them when it cannot see the
+  storage, and the volume may well be active;
 * a status whose message carries LVM's "Logical volume ... in use" line (vdsm reports it,
   when it does, as CannotDeactivateLogicalVolume 552) -> ``VolumeInUse``;
 * any other code -> ``StorageError`` naming the verb, the code (with vdsm's name for it)
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 # vdsm's storage exception codes this adapter and its fake speak.
 VOLUME_DOES_NOT_EXIST = 201
 PREPARE_ILLEGAL_VOLUME = 227
+IMAGE_DOES_NOT_EXIST_IN_SD = 268
 STORAGE_POOL_UNKNOWN = 309
 STORAGE_DOMAIN_DOES_NOT_EXIST = 358
 CANNOT_DEACTIVATE_LV = 552
@@ -61,6 +65,7 @@ CODE_NAMES: Mapping[int, str] = {
     GENERAL_EXCEPTION: "GeneralException",
     VOLUME_DOES_NOT_EXIST: "VolumeDoesNotExist",
     PREPARE_ILLEGAL_VOLUME: "prepareIllegalVolumeError",
+    IMAGE_DOES_NOT_EXIST_IN_SD: "ImageDoesNotExistInSD",
     STORAGE_POOL_UNKNOWN: "StoragePoolUnknown",
     STORAGE_DOMAIN_DOES_NOT_EXIST: "StorageDomainDoesNotExist",
     CANNOT_DEACTIVATE_LV: "CannotDeactivateLogicalVolume",
@@ -197,7 +202,7 @@ def status_error(verb: str, volume: VolumeRef, code: int, message: str) -> Stora
     """The typed error for a non-zero status of ``verb`` on ``volume``."""
     name = CODE_NAMES.get(code, "storage error")
     reason = f"{verb} of {volume} failed: {name} ({code}): {message}"
-    if code == VOLUME_DOES_NOT_EXIST:
+    if code in (VOLUME_DOES_NOT_EXIST, IMAGE_DOES_NOT_EXIST_IN_SD):
         return VolumeNotFound(reason, storage_code=code)
     if IN_USE_RE.search(message):
         return VolumeInUse(reason, storage_code=code)
