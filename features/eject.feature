@@ -113,3 +113,14 @@ Feature: VM with loaded CD, eject CD
     When the engine ejects the CD of "vm1"
     Then the call fails with code 51
     And the host state is unchanged
+
+  Scenario: Ejecting an ISO another VM has prepared but not yet loaded keeps it active (bug 1725915)
+    Given a running VM "vm2" with an empty CD-ROM sdc
+    When the engine inserts "fedora" into "vm2" and, just before it loads, ejects the CD of "vm1"
+    Then both calls succeed
+    And "vm1" shows no CD
+    And "vm2" shows "fedora"
+    And the metadata of "vm1" keeps only the empty CD-ROM element
+    And the metadata of "vm2" names "fedora"
+    And the volume "fedora" is active
+    And nothing leaks and nothing lies

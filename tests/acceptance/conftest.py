@@ -182,6 +182,13 @@ def _(driver: CdromDriver, vm: str, iso: str) -> Concurrent:
     return driver.concurrent_change(vm, iso)
 
 
+@when(parsers.parse('the engine inserts "{iso}" into "{vm}" and, just before it loads, '
+                    'ejects the CD of "{other}"'), target_fixture="concurrent")
+def _(driver: CdromDriver, vm: str, iso: str, other: str) -> Concurrent:
+    """Two drives share a volume: one ejects it between the other's prepare and load."""
+    return driver.change_during(vm, iso, "hypervisor.load", other, None)
+
+
 @when("the host restarts and recovers", target_fixture="report")
 def _(driver: CdromDriver) -> RecoveryReport:
     """A fresh service over the same host runs ``recover_all()``, as at vdsm start."""

@@ -353,6 +353,23 @@ class CdromDriver:
         return Concurrent(results["first"], results.get("second"), overlapped,
                           tuple(self.host.script.calls[start:]))
 
+    def change_during(self, vm: str, iso: str | None, at_call: str, other_vm: str,
+                      other_iso: str | None) -> Concurrent:
+        """Change ``vm`` to ``iso``; at its first ``at_call`` the engine's call for
+        ``other_vm`` runs to completion (another drive: it does not wait)."""
+        start = len(self.host.script.calls)
+        others: list[Outcome] = []
+
+        def hook(_name: str) -> None:
+            if not others:
+                others.append(Outcome(None, ()))  # guard: the other call passes here too
+                others[0] = self.change_cd(other_vm, self.spec(other_iso))
+
+        self.host.script.before(at_call, hook)
+        first = self.change_cd(vm, self.spec(iso))
+        return Concurrent(first, others[0] if others else None, True,
+                          tuple(self.host.script.calls[start:]))
+
     def restart(self, encoding: str | None = None) -> Application:
         """The process restarts: a fresh application over the same host."""
         self.encoding = encoding or self.encoding
