@@ -61,7 +61,8 @@ def _run(args: argparse.Namespace) -> int:
         err.print(f"{source}: invalid scenario: {exc}", markup=False, highlight=False)
         return EXIT_INVALID
     try:
-        runs = [runner.run(s) for s in scenarios]
+        apps = runner.AppCache()
+        runs = [runner.run(s, apps) for s in scenarios]
         if args.json:
             reports = [report.scenario_json(r, args.trace) for r in runs]
             json.dump(reports if many else reports[0], sys.stdout, indent=2)
