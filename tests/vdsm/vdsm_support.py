@@ -23,15 +23,16 @@ from ovirt_cdrom.adapters.vdsm.storage import (
 from ovirt_cdrom.container import Application, build
 from ovirt_cdrom.domain.errors import CdromError, VolumeInUse, VolumeNotFound
 from ovirt_cdrom.domain.model import DriveName, VolumeRef
-from ovirt_cdrom.service import RecoveryReport
 
 DRIVE = DriveName("sdc")
+FEATURES = ("insert.feature", "eject.feature", "change.feature", "recovery.feature",
+            "legacy_path.feature", "bad_input.feature")
 
 
 class VdsmDriver(CdromDriver):
     """The acceptance driver, with the application on the ``vdsm`` adapter profile:
     volumes go through :class:`VdsmVolumeActivator` and ``FakeVdsmStorage``'s status
-    dicts, metadata is written in vdsm 4.50's encoding."""
+    dicts; metadata is written in vdsm 4.50's encoding unless a scenario says otherwise."""
 
     def __init__(self, encoding: str = "vdsm-4.50") -> None:
         super().__init__(encoding)
@@ -44,14 +45,12 @@ class VdsmDriver(CdromDriver):
     def set_entries(self, vm: str, entries: str) -> None:
         self.app.vdsm.metadata().write(VMS[vm], DRIVE, parse_entries(entries))
 
-    def restart_and_recover(self) -> RecoveryReport:
-        self.host.script.clear()
+    def restart(self, encoding: str | None = None) -> Application:
+        self.encoding = encoding or self.encoding
         fresh = self._build()
         fresh.vdsm.host.override(self.host)
         self.app = fresh
-        with self._log.capture():
-            report: RecoveryReport = fresh.core.service().recover_all()
-        return report
+        return fresh
 
 
 class LoopVdsmStorage:
