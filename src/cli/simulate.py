@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
+    def err(message: str) -> None:
+        print(message, file=sys.stderr)
+
     try:
         if args.file == "-":
             text, source = sys.stdin.read(), "<stdin>"
@@ -53,12 +55,12 @@ def _run(args: argparse.Namespace) -> int:
             with open(args.file, encoding="utf-8") as f:
                 text, source = f.read(), args.file
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"{args.file}: cannot read: {exc}", markup=False, highlight=False)
+        err(f"{args.file}: cannot read: {exc}")
         return EXIT_INVALID
     try:
         scenarios, many = load_text(text, source)
     except ScenarioError as exc:
-        err.print(f"{source}: invalid scenario: {exc}", markup=False, highlight=False)
+        err(f"{source}: invalid scenario: {exc}")
         return EXIT_INVALID
     try:
         apps = runner.AppCache()
@@ -76,7 +78,6 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     except Exception as exc:
         logging.getLogger(__name__).debug("internal error", exc_info=True)
-        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False,
-                  highlight=False)
+        err(f"internal error: {type(exc).__name__}: {exc}")
         return EXIT_INTERNAL
     return EXIT_OK
