@@ -19,7 +19,7 @@ import libvirt
 from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.libvirt.hypervisor import cdrom_elements, held_path, parse_domain_xml
-from ovirt_cdrom.adapters.libvirt.metadata import to_libvirt
+from ovirt_cdrom.adapters.libvirt.metadata import from_libvirt, to_libvirt
 from ovirt_cdrom.domain.model import DriveName, VmId, VolumeRef
 
 log = logging.getLogger(__name__)
@@ -244,3 +244,41 @@ def remove_leftover_vms(uri: str) -> None:
                     dom.undefine()
     finally:
         conn.close()
+
+
+def loop_config(real: RealHost) -> dict[str, str]:
+    """The container configuration of the libvirt+loop profile over this host."""
+    return {"adapters": "libvirt", "activation": "loop", "libvirt_uri": real.uri,
+            "storage_root": str(real.storage_root), "run_root": str(real.run_root)}
+
+
+def promise_violations(real: RealHost, vms: list[VmId], drive: str = "sdc") -> list[str]:
+    """What breaks the promises now, seen from outside: ``virsh domblklist``, ``virsh
+    metadata`` and the kernel's loop devices. Empty when all hold."""
+    from ovirt_cdrom.domain.model import EMPTY_ENTRY  # noqa: PLC0415
+
+    found: list[str] = []
+    held: set[str] = set()
+    name = DriveName(drive)
+    for vm in vms:
+        if not real.is_running(vm):
+            found.append(f"VM {vm} is not running")
+            continue
+        tray = real.domblklist(vm).get(drive)
+        stored = real.virsh_metadata(vm)
+        block = from_libvirt(None if stored is None else etree.tostring(stored).decode())
+        entries = metadata_xml.read_entries(block, name)
+        device = device_of(tray)
+        if device is not None:
+            held.add(device)
+        if any(e.state is not None for e in entries):
+            found.append(f"VM {vm}: a state marker remains: {entries}")
+        elif tray is None:
+            if entries not in ((EMPTY_ENTRY,), ()):
+                found.append(f"VM {vm} tray is empty but metadata says {entries}")
+        elif len(entries) != 1 or entries[0].volume is None or not entries[0].volume.is_at(tray):
+            found.append(f"VM {vm} holds {tray} but metadata says {entries}")
+    for device, backing in real.attached_loops().items():
+        if device not in held:
+            found.append(f"loop device {device} ({backing}) is attached but no VM holds it")
+    return found
