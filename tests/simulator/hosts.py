@@ -42,6 +42,20 @@ VDSM_450_XML = f"""<ovirt-vm:vm xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
 </ovirt-vm:vm>"""
 
 
+# The same VM after vdsm 4.50 died preparing B to replace A: the nested pending change.
+VDSM_450_PENDING_XML = VDSM_450_XML.replace(
+    f"<ovirt-vm:volumeID>{A['volumeID']}</ovirt-vm:volumeID>\n    </ovirt-vm:device>",
+    f"<ovirt-vm:volumeID>{A['volumeID']}</ovirt-vm:volumeID>\n"
+    "        <ovirt-vm:change>"
+    f"<ovirt-vm:domainID>{B['domainID']}</ovirt-vm:domainID>"
+    f"<ovirt-vm:imageID>{B['imageID']}</ovirt-vm:imageID>"
+    f"<ovirt-vm:poolID>{B['poolID']}</ovirt-vm:poolID>"
+    "<ovirt-vm:state>loading</ovirt-vm:state>"
+    f"<ovirt-vm:volumeID>{B['volumeID']}</ovirt-vm:volumeID>"
+    "</ovirt-vm:change>\n    </ovirt-vm:device>", 1)
+assert VDSM_450_PENDING_XML != VDSM_450_XML
+
+
 def block_path(volume: dict[str, str]) -> str:
     return (f"/rhev/data-center/mnt/blockSD/{volume['domainID']}/images/"
             f"{volume['imageID']}/{volume['volumeID']}")

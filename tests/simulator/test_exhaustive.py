@@ -27,7 +27,19 @@ from ovirt_cdrom.simulator import report
 from ovirt_cdrom.simulator.runner import Simulation
 from ovirt_cdrom.simulator.scenario import parse_scenario
 
-from .hosts import ISO_PATH, VDSM_450_XML, VM1, VM2, A, B, change, scenario, source_of, vm
+from .hosts import (
+    ISO_PATH,
+    VDSM_450_PENDING_XML,
+    VDSM_450_XML,
+    VM1,
+    VM2,
+    A,
+    B,
+    change,
+    scenario,
+    source_of,
+    vm,
+)
 
 # Cases run per (flow, injection), for the summary line (see conftest.py).
 CASES: dict[str, int] = {}
@@ -65,6 +77,10 @@ FLOWS = {
     "insert of an ISO another VM holds": Flow([vm(VM1), vm(VM2, A)], A, {}),
     "change on vdsm 4.50 metadata": Flow(
         [vm(VM1, A, metadata_xml=VDSM_450_XML)], B, {"metadata_encoding": "vdsm-4.50"}),
+    # The service first recovers the leftovers (row change.3), then changes.
+    "change after vdsm 4.50 died mid-change": Flow(
+        [vm(VM1, A, metadata_xml=VDSM_450_PENDING_XML)], B,
+        {"volumes": [A, {**B, "active": True}]}),
     "eject on vdsm 4.50 metadata": Flow(
         [vm(VM1, A, metadata_xml=VDSM_450_XML)], None, {"metadata_encoding": "vdsm-4.50"}),
 }
