@@ -33,7 +33,7 @@ from ovirt_cdrom.adapters.metadata_xml import Encoding
 from ovirt_cdrom.domain.errors import CdromError
 
 from .faults import Faults, count, faults
-from .harness import FIGURES, Rig, build_rig, expected_tray, spec
+from .harness import FIGURES, Rig, build_rig, expected_tray, spec, unrecorded_active
 
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "120"))
 STEPS = int(os.environ.get("RELIABILITY_STEPS", "30"))
@@ -149,6 +149,7 @@ class CdromHost(RuleBasedStateMachine):
         if self.rig is None:
             return
         found = violations(self.rig.host, self.rig.baseline, settled=False)
+        found += unrecorded_active(self.rig)
         assert not found, found
 
     def teardown(self) -> None:
