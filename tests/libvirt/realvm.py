@@ -102,6 +102,7 @@ class RealHost:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         self.conn = libvirt.open(uri)
         # Under /tmp with 0755, so that QEMU (running as its own user) can reach the files.
         self.base = Path(tempfile.mkdtemp(prefix=f"ovirt-cdrom-{RUN_ID}-"))
@@ -169,9 +170,10 @@ class RealHost:
         except libvirt.libvirtError:
             return
         try:
+            persistent = dom.isPersistent()
             if dom.isActive():
                 dom.destroy()
-            if dom.isPersistent():
+            if persistent:
                 dom.undefine()
         except libvirt.libvirtError:
             log.exception("cannot remove test VM %s", vm)

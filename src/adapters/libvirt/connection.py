@@ -62,6 +62,10 @@ def map_error(err: Exception, what: str, error: type[CdromError] = HypervisorErr
     return error(f"{what}: {err}")
 
 
+def _silence(_ctx: object, _err: object) -> None:
+    """libvirt's error callback: errors reach us as exceptions, not as stderr noise."""
+
+
 class LibvirtConnection:
     """A lazily opened, self-healing ``virConnect`` shared by the libvirt adapters."""
 
@@ -81,6 +85,8 @@ class LibvirtConnection:
             return self._conn
 
     def _open(self) -> Any:
+        # libvirt prints every error to stderr unless a handler is set; we raise them instead.
+        libvirt.registerErrorHandler(_silence, None)
         try:
             conn = self._opener(self.uri)
         except libvirt.libvirtError as err:
