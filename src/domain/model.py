@@ -370,12 +370,20 @@ class VolumeUsers:
     """
 
     _users: dict[VolumeRef, set[DriveKey]] = field(default_factory=dict)
+    # The same relation by user, so that forgetting a drive does not scan every volume.
+    _by_user: dict[DriveKey, set[VolumeRef]] = field(default_factory=dict)
 
     def claim(self, volume: VolumeRef, user: DriveKey) -> None:
         self._users.setdefault(volume, set()).add(user)
+        self._by_user.setdefault(user, set()).add(volume)
 
     def release(self, volume: VolumeRef, user: DriveKey) -> bool:
         """Drop ``user``; return True when nobody else uses the volume."""
+        held = self._by_user.get(user)
+        if held is not None:
+            held.discard(volume)
+            if not held:
+                del self._by_user[user]
         users = self._users.get(volume)
         if users is None:
             return True
@@ -392,11 +400,12 @@ class VolumeUsers:
         return frozenset(self._users.get(volume, ()))
 
     def forget_drive(self, user: DriveKey) -> None:
-        for volume in [v for v, u in self._users.items() if user in u]:
+        for volume in list(self._by_user.get(user, ())):
             self.release(volume, user)
 
     def clear(self) -> None:
         self._users.clear()
+        self._by_user.clear()
 
     def snapshot(self) -> dict[VolumeRef, frozenset[DriveKey]]:
         return {v: frozenset(u) for v, u in self._users.items()}

@@ -36,12 +36,52 @@ Effect = Literal["before", "after"]
 _UNSCRIPTED: AbstractContextManager[None] = nullcontext()
 
 
-@dataclass(slots=True)
+def _volume_key(path: str | None) -> str | None:
+    """``/<domain>/images/<image>/<volume>``: the only suffix a volume at ``path`` can have.
+
+    ``VolumeRef.is_at(path)`` holds exactly when the volume's ``path_suffix`` is this key
+    (its ids are UUIDs, without a slash), so the key indexes trays and volumes by path.
+    """
+    if path is None:
+        return None
+    parts = path.rsplit("/", 4)
+    return "/" + "/".join(parts[1:]) if len(parts) == 5 else None
+
+
 class MemoryDrive:
-    iface: str
-    index: int
-    source: str | None = None
-    disk_type: DiskType = DiskType.FILE
+    """One CD-ROM drive. Setting ``source`` keeps the host's index of trays up to date."""
+
+    __slots__ = ("_owner", "_source", "_trays", "disk_type", "iface", "index")
+
+    def __init__(self, iface: str, index: int, source: str | None = None,
+                 disk_type: DiskType = DiskType.FILE) -> None:
+        self.iface = iface
+        self.index = index
+        self.disk_type = disk_type
+        self._source = source
+        # Set by MemoryHost.add_drive: which VM and name this is, and the host's index.
+        self._owner: tuple[VmId, DriveName] | None = None
+        self._trays: dict[str, set[MemoryDrive]] | None = None
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    @source.setter
+    def source(self, path: str | None) -> None:
+        trays = self._trays
+        if trays is not None:
+            old, new = _volume_key(self._source), _volume_key(path)
+            if old != new:
+                if old is not None:
+                    trays.get(old, set()).discard(self)
+                if new is not None:
+                    trays.setdefault(new, set()).add(self)
+        self._source = path
+
+    def __repr__(self) -> str:
+        return (f"MemoryDrive(iface={self.iface!r}, index={self.index!r}, "
+                f"source={self._source!r}, disk_type={self.disk_type!r})")
 
 
 class MemoryVm:
@@ -222,12 +262,16 @@ class MemoryHost:
         # Legacy ISO files that exist; None: every absolute path exists.
         self.files = files
         self.script = Script()
+        # Indexes by volume path suffix (see _volume_key): trays holding it, and the volume.
+        self._trays: dict[str, set[MemoryDrive]] = {}
+        self._volume_keys: dict[str, VolumeRef] = {}
 
     # --- setting up ------------------------------------------------------------------
 
     def add_volume(self, volume: VolumeRef, active: bool = False) -> None:
         with self.lock:
             self.volumes[volume] = active
+            self._volume_keys.setdefault(volume.path_suffix, volume)
 
     def add_vm(self, vm: VmId, migrating: bool = False,
                metadata: str | etree._Element | None = None) -> MemoryVm:
@@ -249,8 +293,10 @@ class MemoryHost:
                   disk_type: DiskType = DiskType.BLOCK) -> DriveName:
         drive = DriveName.from_iface_index(iface, index)
         with self.lock:
-            self.vm(vm).drives[drive] = MemoryDrive(
-                iface, index, source, disk_type if source else DiskType.FILE)
+            memory_drive = MemoryDrive(iface, index, None, disk_type if source else DiskType.FILE)
+            memory_drive._owner, memory_drive._trays = (vm, drive), self._trays
+            memory_drive.source = source
+            self.vm(vm).drives[drive] = memory_drive
         return drive
 
     # --- looking --------------------------------------------------------------------
@@ -271,16 +317,31 @@ class MemoryHost:
         return block_volume_path(volume)
 
     def volume_at(self, path: str | None) -> VolumeRef | None:
-        if path is None:
+        key = _volume_key(path)
+        if key is None:
             return None
-        for volume in self.volumes:
+        known = self._volume_keys.get(key)
+        if known is not None and known in self.volumes:
+            return known
+        for volume in self.volumes:  # added to the dict directly, or removed meanwhile
             if volume.is_at(path):
+                self._volume_keys[key] = volume
                 return volume
         return None
 
     def holders(self, volume: VolumeRef) -> list[tuple[VmId, DriveName]]:
         """Which trays hold the volume open (what LVM's "in use" reflects)."""
         with self.lock:
+            found = []
+            for tray in self._trays.get(volume.path_suffix, ()):
+                assert tray._owner is not None
+                vm, name = tray._owner
+                memory_vm = self.vms.get(vm)
+                if memory_vm is not None and memory_vm.drives.get(name) is tray:
+                    found.append(tray._owner)
+            if len(found) < 2:
+                return found
+            # Several: in the order of the VMs and their drives.
             return [(vm.id, name) for vm in self.vms.values()
                     for name, d in vm.drives.items() if volume.is_at(d.source)]
 
