@@ -80,6 +80,14 @@ def parse_target(cdromspec: Mapping[str, Any]) -> CdTarget:
     raise InvalidParameter("cdromspec", "needs 'drive_spec' (by volume) or 'path' (legacy)")
 
 
+def _shown(value: object) -> str:
+    """A short, safe rendering of an untrusted value for the log (``str`` of a huge int
+    raises ValueError, which must not escape the error path)."""
+    if isinstance(value, str):
+        return value[:64]
+    return f"<{type(value).__name__}>"
+
+
 class VdsmApi:
     """The verbs vdsm exposes for CD-ROMs, shaped as vdsm's API answers them."""
 
@@ -96,10 +104,10 @@ class VdsmApi:
             request = ChangeCdRequest.parse(vmID, cdromspec)
             self._service.change_cd(request.vm, request.drive, request.target)
         except CdromError as err:
-            log.warning("changeCD(%s) failed: %s", str(vmID)[:64], err)
+            log.warning("changeCD(%s) failed: %s", _shown(vmID), err)
             return err
         except Exception as exc:  # never let an untyped error reach the engine
-            log.exception("changeCD(%s) failed unexpectedly", str(vmID)[:64])
+            log.exception("changeCD(%s) failed unexpectedly", _shown(vmID))
             return internal_error(exc)
         return None
 
