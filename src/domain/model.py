@@ -37,6 +37,10 @@ class VmId:
     def parse(cls, value: object) -> VmId:
         return cls(parse_uuid(value, "vmID"))
 
+    def __hash__(self) -> int:
+        # Equal ids have equal values; a str caches its hash (no tuple per lookup).
+        return hash(self.value)
+
     def __str__(self) -> str:
         return self.value
 
@@ -81,6 +85,17 @@ class VolumeRef:
         """
         return path is not None and path.endswith(self.path_suffix)
 
+    def __hash__(self) -> int:
+        # Equal refs have equal volume ids; hashing one cached str is what lookups cost.
+        return hash(self.volume_id)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not VolumeRef:
+            return NotImplemented
+        assert isinstance(other, VolumeRef)
+        return (self.volume_id == other.volume_id and self.image_id == other.image_id
+                and self.domain_id == other.domain_id and self.pool_id == other.pool_id)
+
     def __str__(self) -> str:
         return f"{self.domain_id}/{self.image_id}/{self.volume_id}"
 
@@ -118,6 +133,9 @@ class DriveName:
                 "iface", f"unsupported interface {str(iface)[:40]!r}; "
                 f"expected one of {', '.join(sorted(_IFACE_PREFIX))}")
         return cls(_IFACE_PREFIX[iface] + _letters(parse_index(index)))
+
+    def __hash__(self) -> int:
+        return hash(self.value)
 
     def __str__(self) -> str:
         return self.value
@@ -356,6 +374,16 @@ class CdromSlot:
 class DriveKey:
     vm: VmId
     drive: DriveName
+
+    def __hash__(self) -> int:
+        return hash((self.vm.value, self.drive.value))
+
+    def __eq__(self, other: object) -> bool:
+        # Compares what the generated method does, without a tuple of objects per lookup.
+        if other.__class__ is not DriveKey:
+            return NotImplemented
+        assert isinstance(other, DriveKey)
+        return self.vm.value == other.vm.value and self.drive.value == other.drive.value
 
     def __str__(self) -> str:
         return f"{self.vm}/{self.drive}"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ovirt_cdrom.domain import flows
 from ovirt_cdrom.domain.errors import (
@@ -27,6 +27,7 @@ from ovirt_cdrom.domain.model import (
     CdTarget,
     DriveKey,
     DriveName,
+    Media,
     VmId,
     VolumeRef,
     VolumeUsers,
@@ -228,50 +229,72 @@ class CdromService:
             return value
 
     def _execute(self, key: DriveKey, command: flows.Command) -> object:
-        vm, drive = key.vm, key.drive
-        match command:
-            case flows.WriteSlot(slot):
-                self._md.write(vm, drive, slot.entries())
-                return None
-            case flows.ReadTray():
-                return self._hv.cdrom(vm, drive)
-            case flows.LoadMedia(media):
-                self._hv.load(vm, drive, media)
-                return None
-            case flows.EjectMedia():
-                self._hv.eject(vm, drive)
-                return None
-            case flows.Prepare(volume):
-                with self._volume_lock(volume):
-                    with self._users_lock:
-                        self._users.claim(volume, key)
-                    return self._volumes.prepare(volume)
-            case flows.Teardown(volume):
-                with self._volume_lock(volume):
-                    with self._users_lock:
-                        last = self._users.release(volume, key)
-                        others = self._users.users(volume)
-                    if not last:
-                        raise VolumeInUse(
-                            f"{volume} is used by {', '.join(sorted(map(str, others)))}")
-                    self._volumes.teardown(volume)
-                    return None
-            case flows.IsActive(volume):
-                return self._volumes.is_active(volume)
-            case flows.ResolvePath(path):
-                return self._volumes.resolve_path(path)
-        raise AssertionError(f"unknown command {command!r}")
+        # One dict lookup by the command's class (the flows yield exactly these classes).
+        run = _COMMANDS.get(type(command))
+        if run is None:
+            raise AssertionError(f"unknown command {command!r}")
+        return run(self, key, command)
 
-    @contextmanager
-    def _drive_lock(self, key: DriveKey) -> Iterator[None]:
-        with self._guard:
-            lock = self._drive_locks.setdefault(key, threading.Lock())
-        with lock:
-            yield
+    def _write_slot(self, key: DriveKey, command: flows.WriteSlot) -> None:
+        self._md.write(key.vm, key.drive, command.slot.entries())
 
-    @contextmanager
-    def _volume_lock(self, volume: VolumeRef) -> Iterator[None]:
-        with self._guard:
-            lock = self._volume_locks.setdefault(volume, threading.Lock())
-        with lock:
-            yield
+    def _read_tray(self, key: DriveKey, command: flows.ReadTray) -> str | None:
+        return self._hv.cdrom(key.vm, key.drive)
+
+    def _load_media(self, key: DriveKey, command: flows.LoadMedia) -> None:
+        self._hv.load(key.vm, key.drive, command.media)
+
+    def _eject_media(self, key: DriveKey, command: flows.EjectMedia) -> None:
+        self._hv.eject(key.vm, key.drive)
+
+    def _prepare(self, key: DriveKey, command: flows.Prepare) -> Media:
+        volume = command.volume
+        with self._volume_lock(volume):
+            with self._users_lock:
+                self._users.claim(volume, key)
+            return self._volumes.prepare(volume)
+
+    def _teardown(self, key: DriveKey, command: flows.Teardown) -> None:
+        volume = command.volume
+        with self._volume_lock(volume):
+            with self._users_lock:
+                last = self._users.release(volume, key)
+                others = self._users.users(volume)
+            if not last:
+                raise VolumeInUse(
+                    f"{volume} is used by {', '.join(sorted(map(str, others)))}")
+            self._volumes.teardown(volume)
+
+    def _is_active(self, key: DriveKey, command: flows.IsActive) -> bool:
+        return self._volumes.is_active(command.volume)
+
+    def _resolve_path(self, key: DriveKey, command: flows.ResolvePath) -> Media:
+        return self._volumes.resolve_path(command.path)
+
+    def _drive_lock(self, key: DriveKey) -> threading.Lock:
+        """The drive's lock (to hold with ``with``), created on first use."""
+        lock = self._drive_locks.get(key)
+        if lock is None:
+            with self._guard:
+                lock = self._drive_locks.setdefault(key, threading.Lock())
+        return lock
+
+    def _volume_lock(self, volume: VolumeRef) -> threading.Lock:
+        """The volume's lock (to hold with ``with``), created on first use."""
+        lock = self._volume_locks.get(volume)
+        if lock is None:
+            with self._guard:
+                lock = self._volume_locks.setdefault(volume, threading.Lock())
+        return lock
+
+
+_COMMANDS: dict[type, Callable[[CdromService, DriveKey, Any], object]] = {
+    flows.WriteSlot: CdromService._write_slot,
+    flows.ReadTray: CdromService._read_tray,
+    flows.LoadMedia: CdromService._load_media,
+    flows.EjectMedia: CdromService._eject_media,
+    flows.Prepare: CdromService._prepare,
+    flows.Teardown: CdromService._teardown,
+    flows.IsActive: CdromService._is_active,
+    flows.ResolvePath: CdromService._resolve_path,
+}

@@ -33,7 +33,6 @@ from ovirt_cdrom.domain.model import (
 )
 
 Effect = Literal["before", "after"]
-_UNSCRIPTED: AbstractContextManager[None] = nullcontext()
 
 
 def _volume_key(path: str | None) -> str | None:
@@ -194,7 +193,9 @@ class Script:
     ``metadata.write``...; ``"*"`` matches any call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lock: AbstractContextManager[object] | None = None) -> None:
+        # ``lock``: the host's (reentrant) lock, which every adapter call takes anyway.
+        self._unscripted = nullcontext() if lock is None else lock
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._hooks: list[tuple[str, Callable[[str], None]]] = []
@@ -216,12 +217,13 @@ class Script:
             self._hooks.clear()
             self.calls.clear()
 
-    def call(self, name: str) -> AbstractContextManager[None]:
+    def call(self, name: str) -> AbstractContextManager[object]:
         """Wrap one adapter call: hooks, then a scripted failure before or after it."""
         if not self._faults and not self._hooks:
-            # Nothing scripted (the common case): record the call, no generator.
+            # Nothing scripted (the common case): record the call and hand back the host's
+            # lock, which the caller takes next anyway (no hook runs outside it).
             self.calls.append(name)
-            return _UNSCRIPTED
+            return self._unscripted
         return self._scripted(name)
 
     @contextmanager
@@ -261,7 +263,7 @@ class MemoryHost:
         self.volumes: dict[VolumeRef, bool] = {}  # volume -> active
         # Legacy ISO files that exist; None: every absolute path exists.
         self.files = files
-        self.script = Script()
+        self.script = Script(self.lock)
         # Indexes by volume path suffix (see _volume_key): trays holding it, and the volume.
         self._trays: dict[str, set[MemoryDrive]] = {}
         self._volume_keys: dict[str, VolumeRef] = {}
