@@ -1,0 +1,38 @@
+"""``ovirt-cdrom bench``: the core's speed on the in-memory host, and (``--real``) its
+overhead over the bare libvirt calls on a real QEMU VM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ovirt_cdrom.bench.report import QUICK, Sizes, render, run
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure flow rates, calls per flow and recovery time")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--real", action="store_true",
+                   help="also measure a change on a real QEMU VM (needs libvirtd and root; "
+                        "creates and removes its own VM and loop-backed volumes)")
+    # Tiny sizes, for tests of the command itself (the figures mean nothing then).
+    p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    sizes = QUICK if args.quick else Sizes()
+    quiet = args.json
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            print(f"... {msg}", file=sys.stderr, flush=True)
+
+    result = run(sizes, real=args.real, progress=progress)
+    if args.json:
+        print(json.dumps(result, sort_keys=False))
+    else:
+        print(render(result))
+    return 0
