@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = ("simulate", "demo")
+SUBCOMMANDS = ("simulate", "demo", "bench")
 
 
 def parser() -> argparse.ArgumentParser:
