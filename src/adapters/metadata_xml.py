@@ -40,6 +40,7 @@ _STATE = _Q + "state"
 # vdsm's Metadata.dump writes a device's children sorted by name.
 _PDIV_TAGS = (("domainID", "domain_id"), ("imageID", "image_id"),
               ("poolID", "pool_id"), ("volumeID", "volume_id"))
+_PDIV_BY_QNAME = {_Q + tag: tag for tag, _attr in _PDIV_TAGS}
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 
@@ -116,10 +117,10 @@ def _drive_devices(root: etree._Element, drive: DriveName) -> list[etree._Elemen
 
 
 def _read_pdiv(el: etree._Element, where: str) -> VolumeRef | None:
-    values = {}
-    for tag, _attr in _PDIV_TAGS:
-        child = el.find(_Q + tag)
-        if child is not None:
+    values: dict[str, str] = {}
+    for child in el:  # one pass; the first child of each name counts, as find() gives
+        tag = _PDIV_BY_QNAME.get(child.tag)
+        if tag is not None and tag not in values:
             values[tag] = (child.text or "").strip()
     if not values:
         return None

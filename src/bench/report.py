@@ -55,9 +55,11 @@ def run(sizes: Sizes = Sizes(), real: bool = False,
     progress(f"flow rates: {sizes.flow_rounds} rounds over {sizes.flow_vms} VMs")
     rates = memory.flow_rates(sizes.flow_vms, sizes.flow_rounds)
     recovery: dict[str, dict[str, float | int]] = {}
+    recovery_nogc: dict[str, float] = {}
     for vms, runs in sizes.recovery:
-        progress(f"recovery of {vms} VMs, {runs} run(s)")
+        progress(f"recovery of {vms} VMs, {runs} run(s), and one without the collector")
         recovery[str(vms)] = _spread([memory.recovery_seconds(vms) for _ in range(runs)])
+        recovery_nogc[str(vms)] = memory.recovery_seconds(vms, collector=False)
     result: dict[str, Any] = {
         "memory_change_per_s": rates["change"].median,
         "memory_insert_per_s": rates["insert"].median,
@@ -69,6 +71,7 @@ def run(sizes: Sizes = Sizes(), real: bool = False,
         # Extras.
         "memory_flow_rates": {k: _spread(r.samples) for k, r in rates.items()},
         "memory_recover_s": recovery,
+        "memory_recover_nogc_s": recovery_nogc,
         "calls_per_flow_trace": {k: calls[k]["calls"] for k in memory.FLOWS},
     }
     if real:
@@ -102,8 +105,10 @@ def render(result: dict[str, Any]) -> str:
     lines.append("  recovery after a restart, half the VMs with an interrupted flow:")
     for vms, r in result["memory_recover_s"].items():
         per_vm = r["median"] / int(vms) * 1e6
+        nogc = result["memory_recover_nogc_s"][vms]
         lines.append(f"  {int(vms):>9,} VMs {r['median']:>8.3f} s   {per_vm:6.1f} us/VM   "
-                     f"({r['min']:.3f}..{r['max']:.3f}, {r['runs']} runs)")
+                     f"({r['min']:.3f}..{r['max']:.3f}, {r['runs']} runs);  collector paused: "
+                     f"{nogc:.3f} s, {nogc / int(vms) * 1e6:.1f} us/VM")
     lines.append("Port calls per successful flow (counted as made):")
     for kind, c in result["calls_per_flow"].items():
         lines.append(f"  {kind:<7} metadata writes {c['metadata_writes']}, media updates "
