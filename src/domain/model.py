@@ -309,6 +309,12 @@ class CdromSlot:
                 if old.volume == new.volume:
                     raise InvalidMetadata("loading and ejecting the same volume")
                 return cls(current=old.volume, loading=new.volume)
+            if set(states) == {None, EntryState.LOADING}:
+                now, new = (a, b) if a.state is None else (b, a)
+                if now.volume is None:
+                    # The design's insert, literally: the empty entry stays and a
+                    # `loading` entry is added beside it.
+                    return cls(loading=new.volume)
             if set(states) == {None, EntryState.EJECTING}:
                 now, old = (a, b) if a.state is None else (b, a)
                 if now.volume is None:

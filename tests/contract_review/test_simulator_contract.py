@@ -1,0 +1,265 @@
+"""Black-box probes of ``ovirt-cdrom simulate`` against issue 3's public contract.
+
+Written as an acceptance reviewer would: scenario files in exactly the issue's format
+(drive index as int and as string, ``loaded: null``, ``metadata`` entries with null
+``state``/``pdiv``, vdsm 4.50's nested ``<ovirt-vm:change>``, both fault effects, crashes,
+lists, stdin, JSON), the report's keys and value shapes, and the exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ovirt_cdrom.cli import main
+
+POOL = "13345997-b94f-42dd-b8ef-a1392f65cebf"
+DOM = "88252cf6-381e-48f0-8795-a294a32c7149"
+VM = "6f4b1f2e-0c1d-4a8e-9b7a-3c2d1e0f9a8b"
+NS = "http://ovirt.org/vm/1.0"
+
+
+def vol(n: int) -> dict[str, str]:
+    return {"poolID": POOL, "domainID": DOM,
+            "imageID": f"{n:08x}-1111-4111-8111-111111111111",
+            "volumeID": f"{n:08x}-2222-4222-8222-222222222222"}
+
+
+def path_of(v: dict[str, str]) -> str:
+    return f"/rhev/data-center/mnt/blockSD/{v['domainID']}/images/{v['imageID']}/{v['volumeID']}"
+
+
+def change(spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"changeCD": {"vmID": VM, "cdromspec": spec}, **extra}
+
+
+def scenario(steps: list[dict[str, Any]], *, loaded: Any = None, index: Any = 2,
+             metadata: Any = None, metadata_xml: str | None = None,
+             volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    drive: dict[str, Any] = {"iface": "sata", "index": index, "loaded": loaded}
+    if metadata is not None:
+        drive["metadata"] = metadata
+    vm: dict[str, Any] = {"id": VM, "migrating": False, "drives": [drive]}
+    if metadata_xml is not None:
+        vm["metadata_xml"] = metadata_xml
+    return {"name": "probe", "volumes": volumes if volumes is not None else
+            [{**vol(1), "active": False}, vol(2)], "vms": [vm], "steps": steps}
+
+
+def simulate(doc: object, capsys: pytest.CaptureFixture[str], *flags: str,
+             tmp_path: Path | None = None, as_yaml: bool = True) -> tuple[int, Any, str]:
+    assert tmp_path is not None
+    f = tmp_path / ("s.yaml" if as_yaml else "s.json")
+    f.write_text(yaml.safe_dump(doc) if as_yaml else json.dumps(doc))
+    code = main(["simulate", str(f), "--json", *flags])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else out), err
+
+
+def sdc(report: dict[str, Any]) -> dict[str, Any]:
+    drive: dict[str, Any] = report["final"]["vms"][VM]["drives"]["sdc"]
+    return drive
+
+
+def active(report: dict[str, Any]) -> set[str]:
+    return {v["imageID"] for v in report["final"]["volumes"] if v["active"]}
+
+
+# --- Report shape --------------------------------------------------------------------------
+
+
+def check_shape(report: dict[str, Any]) -> None:
+    assert {"name", "steps", "final"} <= set(report)
+    for step in report["steps"]:
+        assert {"op", "ok", "injected", "crashed", "error"} <= set(step)
+        assert step["op"] in ("changeCD", "recover")
+        assert all(isinstance(step[k], bool) for k in ("ok", "injected", "crashed"))
+        if step["crashed"]:
+            assert step["ok"] is False and step["error"] is None
+        elif step["ok"]:
+            assert step["error"] is None
+        else:
+            assert set(step["error"]) >= {"code", "name", "message"}
+            assert isinstance(step["error"]["code"], int)
+    assert {"vms", "volumes"} <= set(report["final"])
+    for vm in report["final"]["vms"].values():
+        assert isinstance(vm["metadata_xml"], str)
+        assert vm["metadata_xml"].startswith("<ovirt-vm:vm")
+        for drive in vm["drives"].values():
+            assert drive["source"] is None or isinstance(drive["source"], str)
+            for entry in drive["metadata"]:
+                assert set(entry) >= {"state", "pdiv"}
+                assert entry["state"] in (None, "loading", "ejecting")
+                assert entry["pdiv"] is None or set(entry["pdiv"]) == {
+                    "poolID", "domainID", "imageID", "volumeID"}
+    for v in report["final"]["volumes"]:
+        assert set(v) >= {"poolID", "domainID", "imageID", "volumeID", "active"}
+        assert isinstance(v["active"], bool)
+
+
+def test_the_issues_example_steps_in_order(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    doc = scenario([
+        change({"iface": "sata", "index": 2, "drive_spec": vol(1)}),
+        change({"iface": "sata", "index": "2", "drive_spec": {"device": "cdrom", **vol(2)}}),
+        change({"iface": "sata", "index": 2, "drive_spec": None}),
+        change({"iface": "sata", "index": 2, "path": "/iso/x.iso"}),
+        {"recover": {}},
+    ], loaded=None, index="2")
+    code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
+    assert code == 0
+    check_shape(report)
+    assert [s["ok"] for s in report["steps"]] == [True] * 5
+    assert [s["injected"] for s in report["steps"]] == [False] * 5
+    assert sdc(report)["source"] == "/iso/x.iso"
+    assert active(report) == set()
+
+
+@pytest.mark.parametrize("effect", ["before", "after"])
+def test_a_failed_media_change_keeps_the_promise_for_both_effects(
+        effect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # change: 1 is_migrating, 2 cdrom, 3 metadata.read, 4 write, 5 prepare, 6 load
+    doc = scenario([change({"iface": "sata", "index": "2", "drive_spec": vol(2)},
+                           fail_at_call=6, fail_effect=effect)], loaded=vol(1))
+    code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
+    assert code == 0
+    check_shape(report)
+    step = report["steps"][0]
+    assert step["injected"] is True and step["crashed"] is False
+    if effect == "before":
+        assert step["ok"] is False
+        assert (step["error"]["code"], step["error"]["name"]) == (41, "ChangeDiskFailed")
+        assert sdc(report)["source"] == path_of(vol(1))
+        assert sdc(report)["metadata"] == [{"state": None, "pdiv": vol(1)}]
+        assert active(report) == {vol(1)["imageID"]}
+    else:  # a timeout that took effect: the call succeeds and says so
+        assert step["ok"] is True and step["error"] is None
+        assert sdc(report)["source"] == path_of(vol(2))
+        assert sdc(report)["metadata"] == [{"state": None, "pdiv": vol(2)}]
+        assert active(report) == {vol(2)["imageID"]}
+
+
+def test_injection_beyond_the_steps_calls_is_not_injected(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = scenario([change({"iface": "sata", "index": 2, "drive_spec": None},
+                           fail_at_call=50),
+                    change({"iface": "sata", "index": 2, "drive_spec": vol(2)},
+                           crash_at_call=50)], loaded=vol(1))
+    code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
+    assert code == 0
+    assert [(s["ok"], s["injected"], s["crashed"]) for s in report["steps"]] == [
+        (True, False, False), (True, False, False)]
+
+
+def test_crash_then_recover_on_a_fresh_service(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    doc = scenario([change({"iface": "sata", "index": "2", "drive_spec": vol(2)},
+                           crash_at_call=6), {"recover": {}}], loaded=vol(1))
+    code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
+    assert code == 0
+    check_shape(report)
+    crash, recover = report["steps"]
+    assert (crash["ok"], crash["injected"], crash["crashed"], crash["error"]) == (
+        False, True, True, None)
+    assert recover["ok"] is True
+    assert sdc(report)["metadata"] == [{"state": None, "pdiv": vol(1)}]
+    assert active(report) == {vol(1)["imageID"]}
+
+
+def test_a_recover_step_whose_first_call_fails_is_an_outcome_not_an_internal_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for effect in ("before", "after"):
+        doc = scenario([{"recover": {}, "fail_at_call": 1, "fail_effect": effect},
+                        {"recover": {}}], loaded=vol(1))
+        code, report, err = simulate(doc, capsys, tmp_path=tmp_path)
+        assert code == 0, err
+        check_shape(report)
+        failed, again = report["steps"]
+        assert failed["ok"] is False and failed["injected"] is True
+        assert failed["error"]["code"] == 100
+        assert again["ok"] is True
+
+
+def test_metadata_entries_with_null_state_and_pdiv(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # The design's insert, literally: the empty entry stays, a loading entry is added.
+    doc = scenario([{"recover": {}}], loaded=None,
+                   metadata=[{"state": None, "pdiv": None},
+                             {"state": "loading", "pdiv": vol(1)}],
+                   volumes=[{**vol(1), "active": True}])
+    code, report, err = simulate(doc, capsys, tmp_path=tmp_path)
+    assert code == 0, err
+    check_shape(report)
+    assert report["steps"][0]["ok"] is True
+    assert sdc(report)["source"] is None
+    assert sdc(report)["metadata"] == [{"state": None, "pdiv": None}]
+    assert active(report) == set()
+
+
+@pytest.mark.parametrize("loaded_at_crash", [True, False])
+def test_vdsm_450_nested_change_is_read_and_recovered(
+        loaded_at_crash: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def pdiv(v: dict[str, str]) -> str:
+        return "".join(f"<ovirt-vm:{k}>{v[k]}</ovirt-vm:{k}>" for k in sorted(v))
+    xml = (f'<ovirt-vm:vm xmlns:ovirt-vm="{NS}">'
+           "<ovirt-vm:clusterVersion>4.7</ovirt-vm:clusterVersion>"
+           '<ovirt-vm:device mac_address="56:6f:7a:c1:00:01">'
+           "<ovirt-vm:network>ovirtmgmt</ovirt-vm:network></ovirt-vm:device>"
+           '<ovirt-vm:device devtype="disk" name="sdc"><ovirt-vm:change>'
+           f"{pdiv(vol(2))}<ovirt-vm:state>loading</ovirt-vm:state></ovirt-vm:change>"
+           f"{pdiv(vol(1))}</ovirt-vm:device></ovirt-vm:vm>")
+    keep, gone = (vol(2), vol(1)) if loaded_at_crash else (vol(1), vol(2))
+    doc = scenario([{"recover": {}}], loaded=keep, metadata_xml=xml,
+                   volumes=[{**vol(1), "active": True}, {**vol(2), "active": True}])
+    code, report, err = simulate(doc, capsys, tmp_path=tmp_path, as_yaml=False)
+    assert code == 0, err
+    check_shape(report)
+    assert report["steps"][0]["ok"] is True
+    assert sdc(report)["metadata"] == [{"state": None, "pdiv": keep}]
+    assert active(report) == {keep["imageID"]}
+    assert gone["imageID"] not in {v["imageID"] for v in report["final"]["volumes"]
+                                   if v["active"]}
+    final_xml = report["final"]["vms"][VM]["metadata_xml"]
+    assert "<ovirt-vm:clusterVersion>4.7</ovirt-vm:clusterVersion>" in final_xml
+    assert 'mac_address="56:6f:7a:c1:00:01"' in final_xml
+
+
+def test_a_list_from_stdin_via_python_m(tmp_path: Path) -> None:
+    one = scenario([change({"iface": "sata", "index": "2", "drive_spec": None})],
+                   loaded=vol(1))
+    two = {**one, "name": "second"}
+    done = subprocess.run([sys.executable, "-m", "ovirt_cdrom", "simulate", "-", "--json"],
+                          input=json.dumps([one, two]), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    reports = json.loads(done.stdout)
+    assert [r["name"] for r in reports] == ["probe", "second"]
+    for r in reports:
+        check_shape(r)
+        assert sdc(r)["source"] is None
+
+
+@pytest.mark.parametrize(("mutate", "field"), [
+    (lambda d: d["vms"][0]["drives"][0].update(index="two"), "vms[0].drives[0].index"),
+    (lambda d: d["vms"][0].update(id="../etc"), "vms[0].id"),
+    (lambda d: d["steps"][0].update(fail_effect="during"), "steps[0].fail_effect"),
+    (lambda d: d["steps"][0].update(crash_at_call=0), "steps[0].crash_at_call"),
+    (lambda d: d["vms"][0]["drives"][0].update(metadata=[{"state": "busy", "pdiv": None}]),
+     "vms[0].drives[0].metadata[0].state"),
+    (lambda d: d["steps"][0]["changeCD"]["cdromspec"]["drive_spec"].update(volumeID="x"),
+     "steps[0].changeCD.cdromspec.drive_spec.volumeID"),
+])
+def test_an_invalid_file_exits_2_naming_the_field(
+        mutate: Any, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = scenario([change({"iface": "sata", "index": 2, "drive_spec": vol(2)},
+                           fail_at_call=1)], loaded=vol(1))
+    mutate(doc)
+    code, out, err = simulate(doc, capsys, tmp_path=tmp_path)
+    assert code == 2
+    assert out == ""
+    assert field in err
