@@ -30,7 +30,16 @@ def main(args: argparse.Namespace) -> int:
         if not quiet:
             print(f"... {msg}", file=sys.stderr, flush=True)
 
-    result = run(sizes, real=args.real, progress=progress)
+    try:
+        result = run(sizes, real=args.real, progress=progress)
+    except ImportError as err:
+        print(f"bench --real needs libvirt-python: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if type(err).__module__ != "libvirt":
+            raise
+        print(f"bench --real needs a running libvirtd (as root): {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, sort_keys=False))
     else:
