@@ -20,6 +20,11 @@ LIBVIRT_URI_ENV = "OVIRT_CDROM_TEST_LIBVIRT_URI"
 
 try:
     import libvirt
+
+    if not hasattr(libvirt, "open"):
+        # tests/ is on sys.path, so without libvirt-python this folder itself imports
+        # as a namespace package named libvirt.
+        raise ImportError("libvirt-python is not installed")
 except ImportError:
     if os.environ.get("CI") == "true":
         raise
