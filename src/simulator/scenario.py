@@ -12,6 +12,7 @@ Validation is done once, here; the runner trusts what it gets.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -109,6 +110,7 @@ def load_text(text: str, source: str = "") -> tuple[list[Scenario], bool]:
 
 def parse_document(data: object) -> tuple[list[Scenario], bool]:
     """Validate a decoded document (one scenario mapping, or a list of them)."""
+    _check_size(data)
     if isinstance(data, Mapping):
         return [parse_scenario(data, "")], False
     if isinstance(data, list):
@@ -123,14 +125,66 @@ def _decode(text: str, source: str) -> object:
     if source.endswith(".json") or text.lstrip()[:1] in ("{", "["):
         try:
             return json.loads(text)
+        except RecursionError:
+            raise ScenarioError("", "nested too deeply") from None
         except json.JSONDecodeError as err:
             if source.endswith(".json"):
                 raise ScenarioError("", f"not valid JSON: {err}") from None
+    if _flow_depth(text) > MAX_DEPTH:
+        # libyaml recurses on the C stack: a deep enough flow collection crashes it.
+        raise ScenarioError("", f"nested deeper than {MAX_DEPTH} levels")
     try:
         return yaml.load(text, Loader=_LOADER)
+    except RecursionError:
+        raise ScenarioError("", "nested too deeply") from None
     except yaml.YAMLError as err:
         text = str(err).replace("<unicode string>", source or "<input>")
         raise ScenarioError("", f"not valid YAML: {text}") from None
+
+
+# YAML aliases let a few lines stand for a huge tree (a "billion laughs"); the report echoes
+# each step's arguments, so bound the expanded document, not only the file.
+MAX_NODES = 2_000_000
+
+
+def _check_size(data: object) -> None:
+    """Refuse a document whose expanded tree has more than ``MAX_NODES`` values."""
+    budget = MAX_NODES
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ScenarioError("", f"the document expands to more than {MAX_NODES} values "
+                                "(YAML aliases?)")
+        if isinstance(node, Mapping):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+MAX_DEPTH = 200
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: str) -> int:
+    """An upper bound of the nesting of YAML flow collections (``[``, ``{``) in ``text``.
+
+    Brackets inside quoted strings count too: the bound only errs on the safe side. Block
+    collections need one more indentation per level, so their depth is bounded by the
+    file's line length and libyaml copes with them.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
 
 
 # --- Validation ----------------------------------------------------------------------------

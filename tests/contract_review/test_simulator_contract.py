@@ -263,3 +263,30 @@ def test_an_invalid_file_exits_2_naming_the_field(
     assert code == 2
     assert out == ""
     assert field in err
+
+
+def _alias_bomb(levels: int = 8) -> str:
+    lines = ["steps:", "  - changeCD:", f"      vmID: {VM}", "      cdromspec:",
+             "        iface: sata", "        index: 2", "        drive_spec: null",
+             "        a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"        a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]"
+              for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("alias-bomb.yaml", _alias_bomb()),
+    ("deep.json", "[" * 100_000 + "]" * 100_000),
+    ("deep.yaml", "steps: " + "[" * 100_000 + "]" * 100_000),
+    ("deep-map.yaml", "steps: " + "{a: " * 50_000 + "}" * 50_000),
+], ids=["alias-bomb", "deep-json", "deep-yaml", "deep-yaml-map"])
+def test_hostile_files_are_invalid_not_a_hang_or_a_crash(name: str, text: str,
+                                                         tmp_path: Path) -> None:
+    f = tmp_path / name
+    f.write_text(text)
+    # A subprocess: libyaml used to overflow the C stack (a segfault) on deep nesting.
+    done = subprocess.run([sys.executable, "-m", "ovirt_cdrom", "simulate", str(f), "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stdout == ""
+    assert "invalid scenario" in done.stderr
