@@ -151,7 +151,9 @@ def parse_index(index: object) -> int:
     else:
         raise InvalidParameter("index", f"expected a non-negative integer, got {str(index)[:40]!r}")
     if not 0 <= value <= _MAX_INDEX:
-        raise InvalidParameter("index", f"out of range: {value}")
+        # A huge int cannot even be formatted (ValueError past 4300 digits).
+        shown = value if -_MAX_INDEX <= value <= 10 * _MAX_INDEX else "too large"
+        raise InvalidParameter("index", f"out of range: {shown}")
     return value
 
 

@@ -130,6 +130,8 @@ def _decode(text: str, source: str) -> object:
         except json.JSONDecodeError as err:
             if source.endswith(".json"):
                 raise ScenarioError("", f"not valid JSON: {err}") from None
+        except ValueError as err:  # e.g. an integer past Python's 4300-digit limit
+            raise ScenarioError("", f"not valid JSON: {err}") from None
     if _flow_depth(text) > MAX_DEPTH:
         # libyaml recurses on the C stack: a deep enough flow collection crashes it.
         raise ScenarioError("", f"nested deeper than {MAX_DEPTH} levels")
@@ -140,6 +142,8 @@ def _decode(text: str, source: str) -> object:
     except yaml.YAMLError as err:
         text = str(err).replace("<unicode string>", source or "<input>")
         raise ScenarioError("", f"not valid YAML: {text}") from None
+    except ValueError as err:  # e.g. an integer past Python's 4300-digit limit
+        raise ScenarioError("", f"not valid YAML: {err}") from None
 
 
 # YAML aliases let a few lines stand for a huge tree (a "billion laughs"); the report echoes

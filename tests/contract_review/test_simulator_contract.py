@@ -290,3 +290,19 @@ def test_hostile_files_are_invalid_not_a_hang_or_a_crash(name: str, text: str,
     assert done.returncode == 2, done.stderr[-500:]
     assert done.stdout == ""
     assert "invalid scenario" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["huge.json", "huge.yaml"])
+def test_an_integer_past_pythons_digit_limit_is_an_invalid_file(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    digits = "9" * 5000
+    f = tmp_path / name
+    if name.endswith(".json"):
+        f.write_text(f'{{"steps": [], "vms": [{{"id": "{VM}", "drives": '
+                     f'[{{"iface": "sata", "index": {digits}}}]}}]}}')
+    else:
+        f.write_text(f"steps: []\nvms: [{{id: {VM}, drives: "
+                     f"[{{iface: sata, index: {digits}}}]}}]\n")
+    assert main(["simulate", str(f), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "invalid scenario" in err

@@ -141,3 +141,9 @@ def test_prepare_and_media_change_failures_are_1630_and_41(env: Env) -> None:
 
 def test_capability_is_advertised(env: Env) -> None:
     assert env.api.capabilities() == {"cd_change_pdiv": True}
+
+
+def test_a_huge_index_is_a_typed_refusal(env: Env) -> None:
+    answer = env.api.changeCD(VM, sdc(index=10 ** 5000, path=""))
+    assert answer["code"] == 100
+    assert "index" in answer["message"] and "ValueError" not in answer["message"]
