@@ -15,6 +15,7 @@ Two encodings of a pending change exist; both are always read:
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -188,12 +189,18 @@ def _expand_change(volume: VolumeRef | None, change: etree._Element,
 
 def write_entries(root: etree._Element, drive: DriveName, entries: Sequence[CdEntry],
                   encoding: Encoding = Encoding.DESIGN) -> None:
-    """Replace the drive's entries in place; every other node stays where it was."""
-    if encoding is Encoding.DESIGN:
-        new_elements = [_design_element(drive, e) for e in entries]
-    else:
-        new_elements = [_vdsm450_element(drive, CdromSlot.from_entries(entries))]
+    """Replace the drive's entries in place; every other node stays where it was.
+
+    An entry naming the same volume as an entry it replaces keeps that entry's other
+    children and attributes (e.g. the ``volumeChain`` vdsm wrote at VM start), so that a
+    change that is rolled back leaves the entry as it was.
+    """
     old = _drive_devices(root, drive)
+    donors = _extras_by_volume(old)
+    if encoding is Encoding.DESIGN:
+        new_elements = [_design_element(drive, e, donors) for e in entries]
+    else:
+        new_elements = [_vdsm450_element(drive, CdromSlot.from_entries(entries), donors)]
     if old:
         anchor = old[0]
         tail = anchor.tail
@@ -204,6 +211,39 @@ def write_entries(root: etree._Element, drive: DriveName, entries: Sequence[CdEn
             root.remove(el)
     else:
         _append(root, new_elements)
+
+
+_OWN_CHILDREN = frozenset({_CHANGE, _STATE, *(_Q + tag for tag, _ in _PDIV_TAGS)})
+_OWN_ATTRIBUTES = frozenset({"devtype", "name", "state"})
+_Extras = tuple[dict[str, str], list[etree._Element]]
+
+
+def _extras_by_volume(elements: Iterable[etree._Element]) -> dict[VolumeRef, _Extras]:
+    """What each existing entry holds besides what we write, keyed by its own volume."""
+    donors: dict[VolumeRef, _Extras] = {}
+    for el in elements:
+        try:
+            volume = _read_pdiv(el, "device")
+        except InvalidMetadata:
+            continue
+        if volume is None or volume in donors:
+            continue
+        attributes = {str(k): str(v) for k, v in el.attrib.items() if k not in _OWN_ATTRIBUTES}
+        children = [child for child in el if child.tag not in _OWN_CHILDREN]
+        if attributes or children:
+            donors[volume] = (attributes, children)
+    return donors
+
+
+def _give_extras(el: etree._Element, volume: VolumeRef | None,
+                 donors: dict[VolumeRef, _Extras]) -> None:
+    if volume is None or volume not in donors:
+        return
+    attributes, children = donors[volume]
+    for key, value in attributes.items():
+        el.set(key, value)
+    for child in children:
+        el.append(copy.deepcopy(child))
 
 
 def _append(root: etree._Element, elements: Iterable[etree._Element]) -> None:
@@ -230,25 +270,30 @@ def _add_pdiv(parent: etree._Element, volume: VolumeRef, state: str | None = Non
         etree.SubElement(parent, _Q + tag).text = value
 
 
-def _design_element(drive: DriveName, entry: CdEntry) -> etree._Element:
+def _design_element(drive: DriveName, entry: CdEntry,
+                    donors: dict[VolumeRef, _Extras]) -> etree._Element:
     el = _device(drive)
     if entry.state is not None:
         el.set("state", entry.state.value)
     if entry.volume is not None:
         _add_pdiv(el, entry.volume)
+        _give_extras(el, entry.volume, donors)
     return el
 
 
-def _vdsm450_element(drive: DriveName, slot: CdromSlot) -> etree._Element:
+def _vdsm450_element(drive: DriveName, slot: CdromSlot,
+                     donors: dict[VolumeRef, _Extras]) -> etree._Element:
     el = _device(drive)
     if slot.stale is not None:
         assert slot.current is not None
         _add_pdiv(el, slot.current)
+        _give_extras(el, slot.current, donors)
         change = etree.SubElement(el, _CHANGE)
         _add_pdiv(change, slot.stale, state=EntryState.EJECTING.value)
         return el
     if slot.current is not None:
         _add_pdiv(el, slot.current)
+        _give_extras(el, slot.current, donors)
     if slot.loading is not None:
         change = etree.SubElement(el, _CHANGE)
         _add_pdiv(change, slot.loading, state=EntryState.LOADING.value)
