@@ -7,13 +7,23 @@ a new connection and runs the function once more. Every function passed in must 
 be safe to run twice: ours are (a forced media change, a whole-block metadata write and
 the reads are idempotent). Errors are mapped to the domain's typed errors in one place,
 :func:`map_error`.
+
+Calls on one VM go through :meth:`LibvirtConnection.call_domain`, which keeps the VM's
+``virDomain`` handle (by UUID, for the life of the connection, the most recently used
+:data:`MAX_DOMAINS`) so that a port call does not pay a ``lookupByUUIDString`` round trip.
+A handle names the domain by UUID, so it stays good while a domain of that UUID exists
+(libvirt resolves the UUID on every call); when libvirt answers ``VIR_ERR_NO_DOMAIN`` on a
+kept handle, the handle is dropped, looked up once more and the function run once more:
+the second answer, a new handle or "no such domain", is the true one. A reconnect drops
+every kept handle.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import libvirt  # type: ignore[import-untyped, unused-ignore]
@@ -28,6 +38,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_URI = "qemu:///system"
+MAX_DOMAINS = 4096  # domain handles kept per connection, most recently used first
 
 # Errors after which the connection may be dead; isAlive() decides.
 _CONNECTION_ERRORS = frozenset({
@@ -75,7 +86,10 @@ class LibvirtConnection:
         self._opener: Callable[[str], Any] = opener or libvirt.open
         self._lock = threading.Lock()
         self._conn: Any = None
+        # virDomain handles on ``self._conn`` by UUID string, least recently used first.
+        self._domains: OrderedDict[str, Any] = OrderedDict()
         self.opened = 0  # how many times a connection was opened (for tests and logs)
+        self.lookups = 0  # how many times a domain was looked up by UUID (for tests)
 
     def get(self) -> Any:
         """The current connection, opening one if there is none."""
@@ -108,10 +122,69 @@ class LibvirtConnection:
             if self._conn is not conn:
                 return  # another thread already replaced it
             self._conn = None
+            self._domains.clear()
         try:
             conn.close()
         except libvirt.libvirtError:
             log.debug("Closing a dead libvirt connection failed", exc_info=True)
+
+    # --- domain handles --------------------------------------------------------------
+
+    def domain(self, conn: Any, uuid: str) -> tuple[Any, bool]:
+        """The handle of the domain ``uuid`` on ``conn``, and whether it was a kept one.
+
+        Only handles on the connection this object opened are kept: a ``conn`` that is not
+        (or no longer) ours is asked every time.
+        """
+        with self._lock:
+            ours = conn is self._conn
+            dom = self._domains.get(uuid) if ours else None
+            if dom is not None:
+                self._domains.move_to_end(uuid)
+                return dom, True
+        dom = conn.lookupByUUIDString(uuid)
+        self.lookups += 1
+        if ours:
+            self.remember(conn, ((uuid, dom),))
+        return dom, False
+
+    def remember(self, conn: Any, handles: Iterable[tuple[str, Any]]) -> None:
+        """Keep ``(uuid, handle)`` pairs got on ``conn`` (ignored unless ``conn`` is ours)."""
+        with self._lock:
+            if conn is not self._conn:
+                return
+            for uuid, dom in handles:
+                self._domains[uuid] = dom
+                self._domains.move_to_end(uuid)
+            while len(self._domains) > MAX_DOMAINS:
+                self._domains.popitem(last=False)
+
+    def forget(self, uuid: str, dom: Any) -> None:
+        """Drop the kept handle of ``uuid`` if it is still ``dom``."""
+        with self._lock:
+            if self._domains.get(uuid) is dom:
+                del self._domains[uuid]
+
+    def call_domain(self, uuid: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(domain)`` on the domain ``uuid`` (a kept handle when there is one).
+
+        On ``VIR_ERR_NO_DOMAIN`` from a kept handle, look the domain up once more and run
+        ``fn`` once more; reconnects as :meth:`call` does. ``fn`` must be safe to run twice.
+        """
+        def run(conn: Any) -> T:
+            dom, kept = self.domain(conn, uuid)
+            if not kept:
+                return fn(dom)
+            try:
+                return fn(dom)
+            except libvirt.libvirtError as err:
+                if error_code(err) != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                log.debug("Kept handle of domain %s is gone (%s); looking it up again",
+                          uuid, err)
+                self.forget(uuid, dom)
+            return fn(self.domain(conn, uuid)[0])
+        return self.call(run)
 
     def call(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(conn)``; if the connection died under it, reconnect and run it once more.
@@ -131,6 +204,7 @@ class LibvirtConnection:
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
+            self._domains.clear()
         if conn is not None:
             try:
                 conn.close()

@@ -130,18 +130,17 @@ class LibvirtHypervisor(Hypervisor):
 
     def vm_ids(self) -> list[VmId]:
         def run(conn: Any) -> list[VmId]:
-            ids = []
-            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-                ids.append(VmId.parse(dom.UUIDString()))
-            return ids
-        return self._call("list domains", None, run)
+            domains = [(dom.UUIDString(), dom)
+                       for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+            self.connection.remember(conn, domains)  # recovery then asks each VM by UUID
+            return [VmId.parse(uuid) for uuid, _dom in domains]
+        return self._call("list domains", None, lambda: self.connection.call(run))
 
     def is_migrating(self, vm: VmId) -> bool:
-        def run(conn: Any) -> bool:
-            dom = self._domain(conn, vm)
+        def run(dom: Any) -> bool:
             state = dom.state()
             return is_migrating(dom.jobStats(), (state[0], state[1]))
-        return self._call("read job", vm, run)
+        return self._on(vm, "read job", run)
 
     def cdroms(self, vm: VmId) -> Mapping[DriveName, str | None]:
         disks = self._cdrom_elements(vm)
@@ -155,37 +154,37 @@ class LibvirtHypervisor(Hypervisor):
     def load(self, vm: VmId, drive: DriveName, media: Media) -> None:
         disk = self._cdrom_element(vm, drive)
         xml = media_disk_xml(disk, media)
+        flags = self._flags(vm) | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
         log.info("Loading %s into %s/%s", media.path, vm, drive)
-        self._update(vm, xml, force=True, what=f"load {media.path} into {drive}")
+        self._update(vm, xml, flags, what=f"load {media.path} into {drive}")
 
     def eject(self, vm: VmId, drive: DriveName) -> None:
         disk = self._cdrom_element(vm, drive)
         xml = media_disk_xml(disk, None)
+        flags = self._flags(vm)
         log.info("Ejecting %s/%s", vm, drive)
         try:
-            self._update(vm, xml, force=False, what=f"eject {drive}")
+            self._update(vm, xml, flags, what=f"eject {drive}")
         except NoSuchVM:
             raise
         except CdromError as err:
             log.warning("Eject of %s/%s refused (%s); forcing it", vm, drive, err)
-            self._update(vm, xml, force=True, what=f"force eject {drive}")
+            self._update(vm, xml, flags | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE,
+                         what=f"force eject {drive}")
 
     # --- internals -------------------------------------------------------------------
 
-    def _update(self, vm: VmId, xml: str, force: bool, what: str) -> None:
-        def run(conn: Any) -> None:
-            dom = self._domain(conn, vm)
-            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
-            if dom.isPersistent():
-                flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            if force:
-                flags |= libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
-            dom.updateDeviceFlags(xml, flags)
-        self._call(what, vm, run)
+    def _flags(self, vm: VmId) -> int:
+        """Where a device change goes: the live domain and, if persistent, its config."""
+        persistent = self._on(vm, "read persistence", lambda dom: bool(dom.isPersistent()))
+        return int(libvirt.VIR_DOMAIN_AFFECT_LIVE | (libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                                                     if persistent else 0))
+
+    def _update(self, vm: VmId, xml: str, flags: int, what: str) -> None:
+        self._on(vm, what, lambda dom: dom.updateDeviceFlags(xml, flags))
 
     def _cdrom_elements(self, vm: VmId) -> dict[DriveName, etree._Element]:
-        text = self._call("read domain XML", vm,
-                          lambda conn: str(self._domain(conn, vm).XMLDesc(0)))
+        text = self._on(vm, "read domain XML", lambda dom: str(dom.XMLDesc(0)))
         return cdrom_elements(parse_domain_xml(text))
 
     def _cdrom_element(self, vm: VmId, drive: DriveName) -> etree._Element:
@@ -194,13 +193,13 @@ class LibvirtHypervisor(Hypervisor):
             raise NoSuchDrive(vm, drive)
         return disk
 
-    @staticmethod
-    def _domain(conn: Any, vm: VmId) -> Any:
-        return conn.lookupByUUIDString(vm.value)
+    def _on(self, vm: VmId, what: str, fn: Callable[[Any], T]) -> T:
+        """``fn(domain)`` on the VM's domain, libvirt errors mapped."""
+        return self._call(what, vm, lambda: self.connection.call_domain(vm.value, fn))
 
-    def _call(self, what: str, vm: VmId | None, fn: Callable[[Any], T]) -> T:
+    def _call(self, what: str, vm: VmId | None, fn: Callable[[], T]) -> T:
         try:
-            return self.connection.call(fn)
+            return fn()
         except libvirt.libvirtError as err:
             mapped = map_error(err, what, HypervisorError, vm)
             log.debug("libvirt %s failed (code %s): %s", what, error_code(err), err)

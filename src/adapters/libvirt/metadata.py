@@ -7,8 +7,12 @@ a namespace back into it. So a read qualifies every unqualified element with the
 sees it, and a write takes the namespace off again; elements of any other namespace pass
 through both untouched, with their own prefixes.
 
-Writes go to the live domain and, for a persistent domain, to its configuration too, in
-one ``setMetadata`` call. "No metadata" (``VIR_ERR_NO_DOMAIN_METADATA``) is an empty block.
+Reads ask for the domain's current block (``VIR_DOMAIN_AFFECT_CURRENT``: the live one of a
+running domain, the configuration of a stopped one). Writes go to the live domain and, for
+a persistent domain, to its configuration too, in one ``setMetadata`` call; a write reads
+the block once (to keep every other element) and asks libvirt whether the domain is
+persistent, and only for a persistent one whether it is running (a transient domain is
+running by definition). "No metadata" (``VIR_ERR_NO_DOMAIN_METADATA``) is an empty block.
 """
 
 from __future__ import annotations
@@ -93,29 +97,30 @@ class LibvirtMetadataRepository(MetadataRepository):
         return {d: metadata_xml.read_entries(block, d) for d in drives}
 
     def write(self, vm: VmId, drive: DriveName, entries: Sequence[CdEntry]) -> None:
-        def run(conn: Any) -> None:
-            dom = conn.lookupByUUIDString(vm.value)
+        def run(dom: Any) -> None:
             block = from_libvirt(self._fetch(dom))
             metadata_xml.write_entries(block, drive, entries, self.encoding)
-            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0
-            if dom.isPersistent():
-                flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
             dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, to_libvirt(block),
-                            metadata_xml.PREFIX, _NS, flags)
+                            metadata_xml.PREFIX, _NS, self._write_flags(dom))
         self._call("write metadata", vm, run)
 
     def read_block(self, vm: VmId) -> etree._Element:
         """The whole ``<ovirt-vm:vm>`` block, namespace-qualified (for tests and tools)."""
-        text = self._call("read metadata", vm,
-                          lambda conn: self._fetch(conn.lookupByUUIDString(vm.value)))
-        return from_libvirt(text)
+        return from_libvirt(self._call("read metadata", vm, self._fetch))
+
+    @staticmethod
+    def _write_flags(dom: Any) -> int:
+        if not dom.isPersistent():
+            return int(libvirt.VIR_DOMAIN_AFFECT_LIVE)  # transient: exists only while running
+        if dom.isActive():
+            return int(libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        return int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
 
     @staticmethod
     def _fetch(dom: Any) -> str | None:
-        flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive()
-                 else libvirt.VIR_DOMAIN_AFFECT_CONFIG)
         try:
-            return str(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _NS, flags))
+            return str(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _NS,
+                                    libvirt.VIR_DOMAIN_AFFECT_CURRENT))
         except libvirt.libvirtError as err:
             if error_code(err) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
                 return None
@@ -123,7 +128,7 @@ class LibvirtMetadataRepository(MetadataRepository):
 
     def _call(self, what: str, vm: VmId, fn: Callable[[Any], T]) -> T:
         try:
-            return self.connection.call(fn)
+            return self.connection.call_domain(vm.value, fn)
         except libvirt.libvirtError as err:
             log.debug("libvirt %s failed (code %s): %s", what, error_code(err), err)
             raise map_error(err, what, MetadataError, vm) from err
