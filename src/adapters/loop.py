@@ -9,7 +9,10 @@ All state lives in the kernel: whether a volume is active is whether its file is
 (``losetup -j``), so a fresh process after a crash sees what the dead one left. The kernel
 does not refuse to detach a loop device that is open (``losetup -d`` only marks it to be
 cleared on last close), so teardown looks for holders itself, as LVM's "in use" would:
-processes with the device open (``/proc/*/fd``), mounts of it, and stacked devices.
+processes with the device open (``/proc/*/fd``), mounts of it, and stacked devices. Tools
+that scan block devices (``losetup``, ``blkid``, udev's probes) open them for a moment; a
+holder is believed only if it is still there after :data:`HOLDER_RECHECKS`, so that such a
+passer-by does not make teardown give up (the core would then leave the volume active).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 from ovirt_cdrom.adapters.blocklinks import BlockLinks, resolve_legacy_path
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 
 _ASSOCIATED_RE = re.compile(r"^(/dev/loop\d+):")
 _DEVICE_RE = re.compile(r"^/dev/loop\d+$")
+# Seconds to wait before looking at a device's holders again, while it has some.
+HOLDER_RECHECKS = (0.02, 0.05, 0.1)
 
 
 class LoopVolumeActivator(VolumeActivator):
@@ -67,7 +73,7 @@ class LoopVolumeActivator(VolumeActivator):
             image = self._existing_image(volume)
             devices = self.attached(image)
             for device in devices:
-                holders = self.holders(device)
+                holders = self._lasting_holders(device)
                 if holders:
                     raise VolumeInUse(f"{device} of volume {volume} in use by "
                                       f"{', '.join(holders)}")
@@ -106,19 +112,32 @@ class LoopVolumeActivator(VolumeActivator):
             found += [f"holder {h.name}" for h in (self.sys_block / name / "holders").iterdir()]
         return found
 
+    def _lasting_holders(self, device: str) -> list[str]:
+        holders = self.holders(device)
+        for delay in HOLDER_RECHECKS:
+            if not holders:
+                break
+            log.debug("%s held by %s; looking again in %.2f s", device, holders, delay)
+            time.sleep(delay)
+            holders = self.holders(device)
+        return holders
+
     def _opened_by(self, device: str) -> list[str]:
+        # Plain strings and os calls: this reads every descriptor of every process.
+        proc = str(self.proc)
         pids = []
-        for entry in self.proc.iterdir():
-            if not entry.name.isdigit():
+        for pid in os.listdir(proc):
+            if not pid.isdigit():
                 continue
+            fd_dir = f"{proc}/{pid}/fd"
             try:
-                fds = list((entry / "fd").iterdir())
+                fds = os.listdir(fd_dir)
             except OSError:  # gone, or not ours to look at
                 continue
             for fd in fds:
                 try:
-                    if os.readlink(fd) == device:
-                        pids.append(entry.name)
+                    if os.readlink(f"{fd_dir}/{fd}") == device:
+                        pids.append(pid)
                         break
                 except OSError:
                     continue
