@@ -1,11 +1,16 @@
 """A change on a real QEMU VM through the core, against the bare calls it needs.
 
 Makes its own transient VM (TCG, q35, 64 MiB, no boot disk, one empty SATA CD-ROM) and two
-ISO image files activated on loop devices, and removes them all at the end. The calls a
-change makes (libvirt's, and the two storage activations) are recorded once per direction
-through a recording connection; the bare sequence replays exactly those calls, with the
-same arguments, directly on libvirt and the loop activator. Changes through the core and
-bare sequences alternate, in both directions, in the same run.
+ISO image files activated on loop devices, and removes them all at the end.
+
+The **bare** change (:func:`bare_change`) is written out call by call: the fewest libvirt
+calls a change from one CD to the other needs, issued directly on a libvirt connection, plus
+the storage work any change needs (activating the new volume, deactivating the old one)
+issued directly on the loop activator. Its arguments (the two metadata blocks, the drive's
+``<disk>``, the flags) are the very ones the core sent in a change recorded once per
+direction, so both sides write the same bytes. Each bare change is timed in parts: its
+libvirt calls (``libvirt_only``) and its storage work (``storage``), which add up to it.
+Changes through the core and bare changes alternate, in both directions, in the same run.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +33,7 @@ from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection
 from ovirt_cdrom.adapters.libvirt.hypervisor import LibvirtHypervisor
 from ovirt_cdrom.adapters.libvirt.metadata import LibvirtMetadataRepository
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator
-from ovirt_cdrom.domain.model import DriveName, LoadVolume, Media, VmId, VolumeRef
-from ovirt_cdrom.ports import VolumeActivator
+from ovirt_cdrom.domain.model import CdEntry, DriveName, LoadVolume, VmId, VolumeRef
 from ovirt_cdrom.service import CdromService
 
 URI = "qemu:///system"
@@ -78,45 +83,81 @@ class _Recording:
         return call
 
 
-class _RecordingVolumes(VolumeActivator):
-    def __init__(self, inner: VolumeActivator, log: list[_Call]) -> None:
-        self.inner, self.log = inner, log
+@dataclass(frozen=True, slots=True)
+class BarePlan:
+    """A change from ``old`` to ``new`` as :func:`bare_change` sends it."""
 
-    def prepare(self, volume: VolumeRef) -> Media:
-        self.log.append(("volumes", "prepare", (volume,), {}))
-        return self.inner.prepare(volume)
-
-    def teardown(self, volume: VolumeRef) -> None:
-        self.log.append(("volumes", "teardown", (volume,), {}))
-        self.inner.teardown(volume)
-
-    def is_active(self, volume: VolumeRef) -> bool:
-        self.log.append(("volumes", "is_active", (volume,), {}))
-        return self.inner.is_active(volume)
-
-    def resolve_path(self, path: str) -> Media:
-        self.log.append(("volumes", "resolve_path", (path,), {}))
-        return self.inner.resolve_path(path)
+    vm_uuid: str
+    old: VolumeRef
+    new: VolumeRef
+    pending_block: str      # write 1: both entries, the new one marked as loading
+    final_block: str        # write 2: the new CD alone
+    prefix: str             # the block's namespace prefix
+    metadata_flags: int
+    disk_xml: str           # the drive's <disk> holding the new volume
+    device_flags: int
 
 
-def _replay(conn: Any, volumes: VolumeActivator, calls: list[_Call]) -> None:
-    """Issue ``calls`` again, directly: the bare cost of a change."""
-    dom: Any = None
-    for where, name, args, kwargs in calls:
-        if where == "connection":
-            result = getattr(conn, name)(*args, **kwargs)
-            if isinstance(result, libvirt.virDomain):
-                dom = result
-        elif where == "domain":
-            getattr(dom, name)(*args, **kwargs)
-        else:
-            getattr(volumes, name)(*args, **kwargs)
+# The bare change, for the readable output and docs/performance.md.
+BARE_CALLS = ("lookupByUUIDString", "jobStats", "XMLDesc", "metadata", "setMetadata",
+              "prepare (new volume)", "updateDeviceFlags", "teardown (old volume)",
+              "setMetadata")
+
+
+def bare_change(conn: Any, activator: LoopVolumeActivator, plan: BarePlan) -> tuple[float, float]:
+    """The fewest calls a change needs, issued directly; returns (libvirt s, storage s)."""
+    clock = time.perf_counter
+    t0 = clock()
+    # The VM's handle, which every call below is made on.
+    dom = conn.lookupByUUIDString(plan.vm_uuid)
+    # A change must be refused while the VM migrates: one question about its job.
+    dom.jobStats()
+    # What the tray holds (the change must know it to be atomic) and the drive's <disk>.
+    dom.XMLDesc(0)
+    # What the metadata names: the current CD, or a change a crash left pending.
+    dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _NS, libvirt.VIR_DOMAIN_AFFECT_CURRENT)
+    # Write 1, before anything changes: the new volume is loading (crash safety).
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, plan.pending_block, plan.prefix, _NS,
+                    plan.metadata_flags)
+    t1 = clock()
+    # Storage: the new volume must be active before QEMU can open it.
+    activator.prepare(plan.new)
+    t2 = clock()
+    # The media change itself (forced, as vdsm does).
+    dom.updateDeviceFlags(plan.disk_xml, plan.device_flags)
+    t3 = clock()
+    # Storage: the old volume is torn down before the metadata stops naming it.
+    activator.teardown(plan.old)
+    t4 = clock()
+    # Write 2: the new CD alone.
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, plan.final_block, plan.prefix, _NS,
+                    plan.metadata_flags)
+    t5 = clock()
+    return (t1 - t0) + (t3 - t2) + (t5 - t4), (t2 - t1) + (t4 - t3)
+
+
+def _plan(vm_uuid: str, old: VolumeRef, new: VolumeRef, log: list[_Call]) -> BarePlan:
+    """The bare change's arguments, taken from a recorded change of the core."""
+    writes = [args for where, name, args, _kw in log if name == "setMetadata"]
+    updates = [args for where, name, args, _kw in log if name == "updateDeviceFlags"]
+    if len(writes) != 2 or len(updates) != 1:
+        raise AssertionError(f"a change made {len(writes)} metadata writes and {len(updates)} "
+                             "media updates; the bare change assumes 2 and 1")
+    if writes[0][2:] != writes[1][2:]:
+        raise AssertionError("the two metadata writes went with different flags")
+    return BarePlan(vm_uuid, old, new, writes[0][1], writes[1][1], writes[0][2], writes[0][4],
+                    updates[0][0], updates[0][1])
+
+
+def _spread(samples: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
 
 
 def measure(changes: int, rounds: int,
             progress: Callable[[str], None] = lambda _msg: None,
             uri: str = URI) -> dict[str, Any]:
-    """``libvirt_change_ms``, ``libvirt_bare_ms``, ``libvirt_overhead_ratio`` and details."""
+    """``libvirt_change_ms``, ``libvirt_bare_ms``, ``libvirt_overhead_ratio``, and the bare
+    change's split into ``libvirt_only_ms`` and ``storage_ms``, with details."""
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     conn = libvirt.open(uri)
     base = Path(tempfile.mkdtemp(prefix="ovirt-cdrom-bench-"))
@@ -138,47 +179,63 @@ def measure(changes: int, rounds: int,
             image.write_bytes(f"ISO {volume}".encode().ljust(1024 * 1024, b"\0"))
         dom = conn.createXML(_domain_xml(f"ovirt-cdrom-bench-{vm_uuid[:8]}", vm_uuid), 0)
 
-        def service_over(connection: LibvirtConnection, volumes: VolumeActivator) -> CdromService:
-            return CdromService(LibvirtHypervisor(connection), volumes,
+        def service_over(connection: LibvirtConnection) -> CdromService:
+            return CdromService(LibvirtHypervisor(connection), activator,
                                 LibvirtMetadataRepository(connection))
 
-        timed = service_over(LibvirtConnection(uri), activator)
+        timed_connection = LibvirtConnection(uri)
+        timed = service_over(timed_connection)
+        metadata = LibvirtMetadataRepository(timed_connection)
         timed.change_cd(vm, drive, LoadVolume(isos[0]))
-        # One change each way, recorded: what the bare sequence replays.
-        recorded: list[list[_Call]] = []
-        for target in (isos[1], isos[0]):
-            log: list[_Call] = []
-
-            def opener(u: str, log: list[_Call] = log) -> Any:
-                return _Recording(libvirt.open(u), "connection", log)
-
-            recorder = service_over(LibvirtConnection(uri, opener=opener),
-                                    _RecordingVolumes(activator, log))
+        # Changes recorded through a connection that logs every call: A->B, B->A, A->B.
+        # The bare plans take their arguments from the last two; the last one (on a
+        # connection that already knows the VM, as the timed one does) gives the core's
+        # calls per change.
+        log: list[_Call] = []
+        recorder = service_over(LibvirtConnection(
+            uri, opener=lambda u: _Recording(libvirt.open(u), "connection", log)))
+        logs: list[list[_Call]] = []
+        for target in (isos[1], isos[0], isos[1]):
+            del log[:]
             if not recorder.change_cd(vm, drive, LoadVolume(target)).changed:
                 raise AssertionError("the recorded change changed nothing")
-            recorded.append(log)
-        counts = Counter(f"{where}.{name}" for where, name, _a, _k in recorded[0])
+            logs.append(list(log))
+        timed.change_cd(vm, drive, LoadVolume(isos[0]))
+        to_b = _plan(vm_uuid, isos[0], isos[1], logs[2])
+        to_a = _plan(vm_uuid, isos[1], isos[0], logs[1])
+        change_calls = Counter(name for _where, name, _a, _k in logs[2])
+
         change_ms: list[float] = []
         bare_ms: list[float] = []
+        libvirt_ms: list[float] = []
+        storage_ms: list[float] = []
         ratios: list[float] = []
+
+        def core(target: VolumeRef) -> None:
+            if not timed.change_cd(vm, drive, LoadVolume(target)).changed:
+                raise AssertionError(f"the core's change to {target} changed nothing")
+
         for r in range(rounds):
             progress(f"libvirt round {r + 1}/{rounds}")
             round_change: list[float] = []
             round_bare: list[float] = []
             for i in range(changes):
                 # Even: the core changes A->B, bare goes back; odd: bare first.
-                steps: list[tuple[str, Callable[[], object]]] = [
-                    ("core", lambda: timed.change_cd(vm, drive, LoadVolume(isos[1]))),
-                    ("bare", lambda: _replay(conn, activator, recorded[1])),
-                ] if i % 2 == 0 else [
-                    ("bare", lambda: _replay(conn, activator, recorded[0])),
-                    ("core", lambda: timed.change_cd(vm, drive, LoadVolume(isos[0]))),
-                ]
-                for kind, step in steps:
+                first_core = i % 2 == 0
+                for kind in ("core", "bare") if first_core else ("bare", "core"):
                     start = time.perf_counter()
-                    step()
-                    ms = (time.perf_counter() - start) * 1000
-                    (round_change if kind == "core" else round_bare).append(ms)
+                    if kind == "core":
+                        core(isos[1] if first_core else isos[0])
+                        round_change.append((time.perf_counter() - start) * 1000)
+                    else:
+                        lv, st = bare_change(conn, activator, to_a if first_core else to_b)
+                        round_bare.append((time.perf_counter() - start) * 1000)
+                        libvirt_ms.append(lv * 1000)
+                        storage_ms.append(st * 1000)
+            # The bare changes really changed the CD: the VM holds A, the metadata says so.
+            if metadata.read(vm, drive) != (CdEntry(None, isos[0]),) \
+                    or not activator.is_active(isos[0]) or activator.is_active(isos[1]):
+                raise AssertionError("the bare changes did not leave the VM as a change would")
             change_ms += round_change
             bare_ms += round_bare
             ratios.append(statistics.median(round_change) / statistics.median(round_bare))
@@ -188,12 +245,17 @@ def measure(changes: int, rounds: int,
             "libvirt_change_ms": change,
             "libvirt_bare_ms": bare,
             "libvirt_overhead_ratio": change / bare,
+            "libvirt_only_ms": statistics.median(libvirt_ms),
+            "storage_ms": statistics.median(storage_ms),
             "libvirt": {
                 "changes_per_round": changes, "rounds": rounds,
-                "change_ms": {"median": change, "min": min(change_ms), "max": max(change_ms)},
-                "bare_ms": {"median": bare, "min": min(bare_ms), "max": max(bare_ms)},
+                "change_ms": _spread(change_ms),
+                "bare_ms": _spread(bare_ms),
+                "libvirt_only_ms": _spread(libvirt_ms),
+                "storage_ms": _spread(storage_ms),
                 "ratio_per_round": ratios,
-                "bare_calls": dict(sorted(counts.items())),
+                "bare_calls": list(BARE_CALLS),
+                "change_calls": dict(sorted(change_calls.items())),
             },
         }
     finally:

@@ -3,7 +3,8 @@
 The keys of :func:`run`'s result are a public contract (``docs/performance.md``):
 ``memory_change_per_s``, ``memory_insert_per_s``, ``memory_eject_per_s``,
 ``memory_recover_10k_s``, ``calls_per_flow`` and, with ``real``, ``libvirt_change_ms``,
-``libvirt_bare_ms`` and ``libvirt_overhead_ratio``. Other keys are extras.
+``libvirt_bare_ms`` and ``libvirt_overhead_ratio``. Other keys are extras (with ``real``:
+``libvirt_only_ms`` and ``storage_ms``, the two parts of the bare change).
 """
 
 from __future__ import annotations
@@ -116,15 +117,26 @@ def render(result: dict[str, Any]) -> str:
                      + " ".join(result["calls_per_flow_trace"][kind]))
     if "libvirt_change_ms" in result:
         lv = result["libvirt"]
+
+        def spread(key: str) -> str:
+            return f"({lv[key]['min']:.2f}..{lv[key]['max']:.2f})"
+
         lines.append(f"Real QEMU VM through libvirt ({lv['changes_per_round']} changes per round, "
-                     f"{lv['rounds']} rounds, interleaved with the bare calls):")
-        lines.append(f"  change   {result['libvirt_change_ms']:8.2f} ms  "
-                     f"({lv['change_ms']['min']:.2f}..{lv['change_ms']['max']:.2f})")
-        lines.append(f"  bare     {result['libvirt_bare_ms']:8.2f} ms  "
-                     f"({lv['bare_ms']['min']:.2f}..{lv['bare_ms']['max']:.2f}): "
-                     + ", ".join(f"{n} {c}" for c, n in lv["bare_calls"].items()))
+                     f"{lv['rounds']} rounds, interleaved with as many bare changes):")
+        lines.append(f"  change   {result['libvirt_change_ms']:8.2f} ms  {spread('change_ms')}"
+                     "  through the core: "
+                     + ", ".join(f"{n} {c}" for c, n in lv["change_calls"].items())
+                     + ", prepare, teardown")
+        lines.append(f"  bare     {result['libvirt_bare_ms']:8.2f} ms  {spread('bare_ms')}"
+                     "  the fewest calls a change needs, issued directly: "
+                     + ", ".join(lv["bare_calls"]))
+        lines.append(f"    of which libvirt calls {result['libvirt_only_ms']:6.2f} ms  "
+                     f"{spread('libvirt_only_ms')},  storage (loop prepare + teardown) "
+                     f"{result['storage_ms']:.2f} ms  {spread('storage_ms')}")
         lines.append(f"  overhead {result['libvirt_overhead_ratio']:8.3f} x  "
-                     f"(per round: {', '.join(f'{x:.3f}' for x in lv['ratio_per_round'])})")
+                     f"(per round: {', '.join(f'{x:.3f}' for x in lv['ratio_per_round'])}); "
+                     f"the core costs {result['libvirt_change_ms'] - result['libvirt_bare_ms']:.2f}"
+                     " ms more than the bare change")
     m = result["machine"]
     lines.append(f"Machine: {m['cpus']} CPUs, Python {m['python']}, load average "
                  f"{m['load_avg_before'][0]} before, {m['load_avg_after'][0]} after, "
