@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt  # type: ignore[import-untyped, unused-ignore]
 from lxml import etree
@@ -33,7 +33,8 @@ from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection
 from ovirt_cdrom.adapters.libvirt.hypervisor import LibvirtHypervisor
 from ovirt_cdrom.adapters.libvirt.metadata import LibvirtMetadataRepository
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator
-from ovirt_cdrom.domain.model import CdEntry, DriveName, LoadVolume, VmId, VolumeRef
+from ovirt_cdrom.domain.model import CdEntry, DriveName, LoadVolume, Media, VmId, VolumeRef
+from ovirt_cdrom.ports import VolumeActivator
 from ovirt_cdrom.service import CdromService
 
 URI = "qemu:///system"
@@ -42,6 +43,7 @@ _METADATA = (f'<ovirt-vm:vm xmlns:ovirt-vm="{_NS}">'
              "<ovirt-vm:clusterVersion>4.7</ovirt-vm:clusterVersion>"
              '<ovirt-vm:device devtype="disk" name="sdc"/></ovirt-vm:vm>')
 _Call = tuple[str, str, tuple[Any, ...], dict[str, Any]]
+T = TypeVar("T")
 
 
 def _domain_xml(name: str, vm_uuid: str) -> str:
@@ -81,6 +83,56 @@ class _Recording:
                 return _Recording(result, "domain", self._log)
             return result
         return call
+
+
+class _Timing:
+    """A libvirt object that adds the time spent in its calls (and in those of the domains
+    it returns) to ``spent[0]``."""
+
+    def __init__(self, target: Any, spent: list[float]) -> None:
+        self._target, self._spent = target, spent
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                result = attr(*args, **kwargs)
+            finally:
+                self._spent[0] += time.perf_counter() - start
+            if isinstance(result, libvirt.virDomain):
+                return _Timing(result, self._spent)
+            return result
+        return call
+
+
+class _TimedVolumes(VolumeActivator):
+    """The activator, adding the time spent in it to ``spent[0]``."""
+
+    def __init__(self, inner: VolumeActivator, spent: list[float]) -> None:
+        self.inner, self.spent = inner, spent
+
+    def _timed(self, fn: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.spent[0] += time.perf_counter() - start
+
+    def prepare(self, volume: VolumeRef) -> Media:
+        return self._timed(lambda: self.inner.prepare(volume))
+
+    def teardown(self, volume: VolumeRef) -> None:
+        self._timed(lambda: self.inner.teardown(volume))
+
+    def is_active(self, volume: VolumeRef) -> bool:
+        return self._timed(lambda: self.inner.is_active(volume))
+
+    def resolve_path(self, path: str) -> Media:
+        return self._timed(lambda: self.inner.resolve_path(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +199,32 @@ def _plan(vm_uuid: str, old: VolumeRef, new: VolumeRef, log: list[_Call]) -> Bar
         raise AssertionError("the two metadata writes went with different flags")
     return BarePlan(vm_uuid, old, new, writes[0][1], writes[1][1], writes[0][2], writes[0][4],
                     updates[0][0], updates[0][1])
+
+
+def _split_changes(uri: str, vm: VmId, drive: DriveName, isos: list[VolumeRef],
+                   activator: LoopVolumeActivator, *, changes: int) -> dict[str, float]:
+    """Changes through the core with every libvirt and storage call timed: the medians of
+    the time in libvirt calls, in storage calls and in the core itself (the rest). Run
+    after the timed rounds, apart from them (the timing wrappers cost a little)."""
+    in_libvirt, in_storage = [0.0], [0.0]
+    connection = LibvirtConnection(uri, opener=lambda u: _Timing(libvirt.open(u), in_libvirt))
+    service = CdromService(LibvirtHypervisor(connection), _TimedVolumes(activator, in_storage),
+                           LibvirtMetadataRepository(connection))
+    service.change_cd(vm, drive, LoadVolume(isos[1]))  # looks the VM up: not timed
+    split: dict[str, list[float]] = {"total": [], "libvirt": [], "storage": [], "core": []}
+    for i in range(changes):
+        in_libvirt[0] = in_storage[0] = 0.0
+        start = time.perf_counter()
+        if not service.change_cd(vm, drive, LoadVolume(isos[i % 2])).changed:
+            raise AssertionError("a change of the split run changed nothing")
+        total = time.perf_counter() - start
+        for key, value in (("total", total), ("libvirt", in_libvirt[0]),
+                           ("storage", in_storage[0]),
+                           ("core", total - in_libvirt[0] - in_storage[0])):
+            split[key].append(value * 1000)
+    service.change_cd(vm, drive, LoadVolume(isos[0]))  # back where the rounds left it
+    connection.close()
+    return {key: statistics.median(values) for key, values in split.items()}
 
 
 def _spread(samples: list[float]) -> dict[str, float]:
@@ -239,6 +317,8 @@ def measure(changes: int, rounds: int,
             change_ms += round_change
             bare_ms += round_bare
             ratios.append(statistics.median(round_change) / statistics.median(round_bare))
+        progress("libvirt: where a change's time goes")
+        split = _split_changes(uri, vm, drive, isos, activator, changes=changes)
         change = statistics.median(change_ms)
         bare = statistics.median(bare_ms)
         return {
@@ -256,6 +336,7 @@ def measure(changes: int, rounds: int,
                 "ratio_per_round": ratios,
                 "bare_calls": list(BARE_CALLS),
                 "change_calls": dict(sorted(change_calls.items())),
+                "change_split_ms": split,
             },
         }
     finally:

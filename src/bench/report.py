@@ -133,6 +133,11 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"    of which libvirt calls {result['libvirt_only_ms']:6.2f} ms  "
                      f"{spread('libvirt_only_ms')},  storage (loop prepare + teardown) "
                      f"{result['storage_ms']:.2f} ms  {spread('storage_ms')}")
+        sp = lv["change_split_ms"]
+        lines.append(f"  where a change's time goes ({lv['changes_per_round']} more changes, every "
+                     f"call timed): libvirt calls {sp['libvirt']:.2f} ms, storage "
+                     f"{sp['storage']:.2f} ms, the core and adapters' own work {sp['core']:.2f} ms "
+                     f"(of {sp['total']:.2f})")
         lines.append(f"  overhead {result['libvirt_overhead_ratio']:8.3f} x  "
                      f"(per round: {', '.join(f'{x:.3f}' for x in lv['ratio_per_round'])}); "
                      f"the core costs {result['libvirt_change_ms'] - result['libvirt_bare_ms']:.2f}"
