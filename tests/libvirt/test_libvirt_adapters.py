@@ -13,11 +13,19 @@ from ovirt_cdrom.adapters.libvirt import (
     LibvirtHypervisor,
     LibvirtMetadataRepository,
 )
-from ovirt_cdrom.adapters.libvirt.hypervisor import is_migrating, media_disk_xml
+from ovirt_cdrom.adapters.libvirt.hypervisor import (
+    cdrom_elements,
+    domain_is_migrating,
+    job_is_migration,
+    media_disk_xml,
+    minimal_disk_xml,
+    parse_domain_xml,
+    state_is_migration,
+)
 from ovirt_cdrom.adapters.libvirt.metadata import from_libvirt, to_libvirt
 from ovirt_cdrom.domain.errors import HypervisorTimeout, NoSuchVM
 from ovirt_cdrom.domain.model import CdEntry, DiskType, DriveName, Media, VolumeRef
-from realvm import UNRELATED_METADATA, RealHost
+from realvm import RUN_ID, UNRELATED_METADATA, VM_PREFIX, RealHost, domain_xml
 
 SDC = DriveName("sdc")
 A = VolumeRef("13345997-b94f-42dd-b8ef-a1392f65cebf", "88252cf6-381e-48f0-8795-a294a32c7149",
@@ -58,23 +66,82 @@ def test_file_media_becomes_a_file_disk_and_eject_drops_the_source() -> None:
     assert empty.get("type") == "file" and empty.find("source") is None
 
 
-@pytest.mark.parametrize(("stats", "state", "expected"), [
-    ({"type": libvirt.VIR_DOMAIN_JOB_NONE}, (libvirt.VIR_DOMAIN_RUNNING, 1), False),
+def test_minimal_disk_names_the_source_and_the_target_only() -> None:
+    disk = etree.fromstring(minimal_disk_xml(EMPTY_DISK, Media("/dev/loop7", DiskType.BLOCK)))
+    assert (disk.tag, disk.attrib) == ("disk", {"type": "block", "device": "cdrom"})
+    assert [(el.tag, el.attrib) for el in disk] == [
+        ("driver", {"type": "raw"}), ("source", {"dev": "/dev/loop7"}),
+        ("target", {"dev": "sdc", "bus": "sata"})]
+    disk = etree.fromstring(minimal_disk_xml(EMPTY_DISK, Media("/iso/x.iso", DiskType.FILE)))
+    assert disk.get("type") == "file" and disk.find("source").attrib == {"file": "/iso/x.iso"}
+    empty = etree.fromstring(minimal_disk_xml(disk, None))
+    assert [(el.tag, el.attrib) for el in empty] == [("target", {"dev": "sdc", "bus": "sata"})]
+    assert empty.get("type") == "file"
+
+
+@pytest.mark.parametrize(("stats", "expected"), [
+    ({"type": libvirt.VIR_DOMAIN_JOB_NONE}, False),
     ({"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
-      "operation": libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT},
-     (libvirt.VIR_DOMAIN_RUNNING, 1), True),
+      "operation": libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT}, True),
     ({"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
-      "operation": libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN},
-     (libvirt.VIR_DOMAIN_RUNNING, 1), True),
+      "operation": libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN}, True),
     ({"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
-      "operation": libvirt.VIR_DOMAIN_JOB_OPERATION_BACKUP},
-     (libvirt.VIR_DOMAIN_RUNNING, 1), False),
-    ({"type": libvirt.VIR_DOMAIN_JOB_NONE},
-     (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY), True),
-], ids=["idle", "migration-out", "migration-in", "backup", "post-copy-paused"])
-def test_migration_is_read_from_job_and_state(stats: dict[str, int], state: tuple[int, int],
-                                              expected: bool) -> None:
-    assert is_migrating(stats, state) is expected
+      "operation": libvirt.VIR_DOMAIN_JOB_OPERATION_BACKUP}, False),
+    ({"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED}, True),
+], ids=["idle", "migration-out", "migration-in", "backup", "job-without-operation"])
+def test_migration_is_read_from_the_job(stats: dict[str, int], expected: bool) -> None:
+    assert job_is_migration(stats) is expected
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ((libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_BOOTED), False),
+    ((libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER), False),
+    ((libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION), True),
+    ((libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY), True),
+    ((libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY), True),
+], ids=["running", "paused", "paused-migration", "post-copy-paused", "post-copy-running"])
+def test_migration_is_read_from_the_state(state: tuple[int, int], expected: bool) -> None:
+    assert state_is_migration(state) is expected
+
+
+class _Refusing:
+    """A domain whose job statistics libvirt refuses with ``code``, in ``state``: what the
+    receiving host of a migration answers. (An incoming migration needs a second host,
+    so this one answer is played by a stand-in; the idle case runs on libvirtd below.)"""
+
+    def __init__(self, code: int, state: tuple[int, int]) -> None:
+        self.code, self._state = code, state
+        self.calls: list[str] = []
+
+    def jobStats(self) -> dict[str, int]:  # noqa: N802 (libvirt's name)
+        self.calls.append("jobStats")
+        err = libvirt.libvirtError("migration statistics are available only on the "
+                                   "source host")
+        err.err = (self.code, 0, str(err), 2, "", None, None, 0, 0)
+        raise err
+
+    def state(self) -> list[int]:
+        self.calls.append("state")
+        return list(self._state)
+
+
+def test_refused_job_statistics_fall_back_to_the_state() -> None:
+    unsupported = libvirt.VIR_ERR_OPERATION_UNSUPPORTED
+    incoming = _Refusing(unsupported, (libvirt.VIR_DOMAIN_PAUSED,
+                                       libvirt.VIR_DOMAIN_PAUSED_MIGRATION))
+    assert domain_is_migrating(incoming) is True
+    assert incoming.calls == ["jobStats", "state"]
+    post_copy = _Refusing(unsupported, (libvirt.VIR_DOMAIN_RUNNING,
+                                        libvirt.VIR_DOMAIN_RUNNING_POSTCOPY))
+    assert domain_is_migrating(post_copy) is True
+    # Refused with a state that does not explain it: not guessed, an error (no change).
+    with pytest.raises(libvirt.libvirtError):
+        domain_is_migrating(_Refusing(unsupported, (libvirt.VIR_DOMAIN_RUNNING,
+                                                    libvirt.VIR_DOMAIN_RUNNING_BOOTED)))
+    # A driver without job statistics: the state decides.
+    no_support = _Refusing(libvirt.VIR_ERR_NO_SUPPORT, (libvirt.VIR_DOMAIN_RUNNING,
+                                                        libvirt.VIR_DOMAIN_RUNNING_BOOTED))
+    assert domain_is_migrating(no_support) is False
 
 
 def test_metadata_goes_to_libvirt_without_our_namespace_and_comes_back_with_it() -> None:
@@ -125,6 +192,79 @@ def test_reconnects_when_libvirtd_drops_the_connection(real_host: RealHost) -> N
 
 
 @pytest.mark.libvirt
+def test_an_idle_vm_is_not_migrating_from_its_job_alone(real_host: RealHost) -> None:
+    vm = real_host.create_vm()
+    connection = LibvirtConnection(real_host.uri)
+    assert not LibvirtHypervisor(connection).is_migrating(vm)
+    assert job_is_migration(real_host.domain(vm).jobStats()) is False
+    connection.close()
+
+
+@pytest.mark.libvirt
+def test_a_change_keeps_the_live_drive_and_domblklist_shows_the_source(
+        real_host: RealHost) -> None:
+    vm = real_host.create_vm()
+    connection = LibvirtConnection(real_host.uri)
+    hv = LibvirtHypervisor(connection)
+
+    def drive() -> dict[str, bytes]:
+        disk = cdrom_elements(parse_domain_xml(real_host.domain(vm).XMLDesc(0)))[SDC]
+        return {tag: etree.tostring(disk.find(tag)) for tag in ("alias", "address",
+                                                                "readonly", "target")} | {
+            "error_policy": (disk.find("driver").get("error_policy") or "").encode()}
+
+    before = drive()
+    devices = [real_host.attach_loop(real_host.add_file(f"{n}.iso")) for n in "ab"]
+    assert hv.cdrom(vm, SDC) is None  # the flows read the tray first
+    for device in devices:
+        hv.load(vm, SDC, Media(device, DiskType.BLOCK))
+        assert hv.cdrom(vm, SDC) == device
+        assert real_host.domblklist(vm) == {"sdc": device}
+        assert drive() == before
+    iso = real_host.add_file("c.iso")
+    hv.load(vm, SDC, Media(str(iso), DiskType.FILE))
+    assert real_host.domblklist(vm) == {"sdc": str(iso)}
+    hv.eject(vm, SDC)
+    assert hv.cdrom(vm, SDC) is None and real_host.domblklist(vm) == {"sdc": None}
+    assert drive() == before
+    connection.close()
+
+
+@pytest.mark.libvirt
+def test_a_remembered_drive_of_a_recreated_vm_is_read_again(real_host: RealHost) -> None:
+    vm = real_host.create_vm()
+    connection = LibvirtConnection(real_host.uri)
+    hv = LibvirtHypervisor(connection)
+    assert hv.cdroms(vm) == {SDC: None}  # remembers sdc on SATA with the kept handle
+    real_host.domain(vm).destroy()
+    # The same UUID again, sdc now on SCSI: the kept handle still names it.
+    xml = domain_xml(f"{VM_PREFIX}{RUN_ID}-scsi", vm.value).replace('bus="sata"', 'bus="scsi"')
+    real_host.conn.createXML(xml, 0)
+    device = real_host.attach_loop(real_host.add_file("a.iso"))
+    hv.load(vm, SDC, Media(device, DiskType.BLOCK))
+    assert real_host.trays(vm) == {SDC: device}
+    assert connection.lookups == 1
+    connection.close()
+
+
+@pytest.mark.libvirt
+def test_a_persistent_vm_undefined_while_running_still_gets_changes(
+        real_host: RealHost) -> None:
+    vm = real_host.create_vm(persistent=True, metadata=UNRELATED_METADATA)
+    connection = LibvirtConnection(real_host.uri)
+    hv, md = LibvirtHypervisor(connection), LibvirtMetadataRepository(connection)
+    device = real_host.attach_loop(real_host.add_file("a.iso"))
+    hv.load(vm, SDC, Media(device, DiskType.BLOCK))  # remembers: persistent
+    real_host.domain(vm).undefine()  # now transient: no configuration to change
+    md.write(vm, SDC, (CdEntry(None, A),))
+    assert md.read(vm, SDC) == (CdEntry(None, A),)
+    hv.eject(vm, SDC)
+    assert real_host.trays(vm) == {SDC: None}
+    assert not real_host.domain(vm).isPersistent()
+    connection.close()
+
+
+@pytest.mark.libvirt
 def test_persistent_domain_gets_media_and_metadata_in_its_config_too(
         real_host: RealHost) -> None:
     vm = real_host.create_vm(persistent=True, metadata=UNRELATED_METADATA)
@@ -134,6 +274,10 @@ def test_persistent_domain_gets_media_and_metadata_in_its_config_too(
     LibvirtMetadataRepository(connection).write(vm, SDC, (CdEntry(None, A),))
     config = real_host.domain(vm).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert f"<source dev='{device}'/>" in config
+    # The configuration takes the element whole: the drive's own settings stay in it.
+    disk = cdrom_elements(parse_domain_xml(config))[SDC]
+    assert disk.find("alias").get("name").startswith("ua-")
+    assert disk.find("driver").get("error_policy") == "report"
     assert "<ovirt-vm:volumeID>626a493f-5214-4337-b580-96a1ce702c2a</ovirt-vm:volumeID>" \
         in config
     LibvirtHypervisor(connection).eject(vm, SDC)

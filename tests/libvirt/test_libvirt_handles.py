@@ -74,15 +74,14 @@ def test_a_change_costs_one_lookup_per_vm_and_no_repeated_state_queries(
                            LibvirtMetadataRepository(connection))
     try:
         assert service.change_cd(vm, SDC, LoadVolume(a)).changed
-        assert calls["lookupByUUIDString"] == 1
+        assert calls["lookupByUUIDString"] == 1 and calls["isPersistent"] == 1
         calls.clear()
         assert service.change_cd(vm, SDC, LoadVolume(b)).changed
-        # A change on a transient VM: the migration check (state + job), the tray and the
-        # drive's <disk> (one XMLDesc each for the read and the load), one metadata read
-        # and, per write, one read-modify-write with one persistence question.
-        assert calls == Counter({"state": 1, "jobStats": 1, "XMLDesc": 2, "metadata": 3,
-                                 "isPersistent": 3, "setMetadata": 2,
-                                 "updateDeviceFlags": 1})
+        # A change on a transient VM: the migration check (the job), the tray and the
+        # drive's <disk> (one XMLDesc, remembered for the load), one metadata read and,
+        # per write, one read-modify-write. Persistence was asked once for the handle.
+        assert calls == Counter({"jobStats": 1, "XMLDesc": 1, "metadata": 3,
+                                 "setMetadata": 2, "updateDeviceFlags": 1})
         assert b.is_at(real_host.trays(vm)[SDC])
         assert activator.is_active(b) and not activator.is_active(a)
     finally:
@@ -110,13 +109,20 @@ def test_kept_handles_follow_a_reconnect(real_host: RealHost) -> None:
     connection = LibvirtConnection(real_host.uri)
     md = LibvirtMetadataRepository(connection)
     hv = LibvirtHypervisor(connection)
+
+    def memo() -> dict[str, Any]:
+        return connection.call_domain(vm.value, lambda dom: connection.memo(vm.value, dom))
+
     assert md.read(vm, SDC) == ()
+    assert hv.cdroms(vm) == {SDC: None}
+    assert memo(), "the drives' elements are remembered with the handle"
     ours = _clients() - before
     assert len(ours) == 1, ours
     subprocess.run(["virt-admin", "client-disconnect", "libvirtd", ours.pop()], check=True,
                    capture_output=True)
     assert not hv.is_migrating(vm)  # through the kept handle of a dead connection
     assert connection.opened == 2 and connection.lookups == 2
+    assert memo() == {}, "a new handle starts knowing nothing"
     assert md.read(vm, SDC) == () and connection.lookups == 2
     connection.close()
 

@@ -16,6 +16,12 @@ A handle names the domain by UUID, so it stays good while a domain of that UUID 
 kept handle, the handle is dropped, looked up once more and the function run once more:
 the second answer, a new handle or "no such domain", is the true one. A reconnect drops
 every kept handle.
+
+Each kept handle carries a small memo (:meth:`LibvirtConnection.memo`): what the adapters
+learnt about the domain through that handle and need not ask again on every call (whether it
+is persistent; the drives' ``<disk>`` elements from the last domain XML read). A memo lives
+exactly as long as its handle: it goes when the handle is dropped, replaced, pushed out of
+the kept set, or when the connection is reopened or closed.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ _TIMEOUT_ERRORS = frozenset({
 })
 
 LibvirtError: type[Exception] = libvirt.libvirtError
+_PERSISTENT = "persistent"  # memo key: the domain's isPersistent() answer
 
 
 def error_code(err: Exception) -> int | None:
@@ -88,6 +95,8 @@ class LibvirtConnection:
         self._conn: Any = None
         # virDomain handles on ``self._conn`` by UUID string, least recently used first.
         self._domains: OrderedDict[str, Any] = OrderedDict()
+        # What the adapters remember per kept handle, by UUID string (see memo()).
+        self._memos: dict[str, dict[str, Any]] = {}
         self.opened = 0  # how many times a connection was opened (for tests and logs)
         self.lookups = 0  # how many times a domain was looked up by UUID (for tests)
 
@@ -123,6 +132,7 @@ class LibvirtConnection:
                 return  # another thread already replaced it
             self._conn = None
             self._domains.clear()
+            self._memos.clear()
         try:
             conn.close()
         except libvirt.libvirtError:
@@ -154,16 +164,68 @@ class LibvirtConnection:
             if conn is not self._conn:
                 return
             for uuid, dom in handles:
+                if self._domains.get(uuid) is not dom:
+                    self._memos.pop(uuid, None)  # a new handle starts knowing nothing
                 self._domains[uuid] = dom
                 self._domains.move_to_end(uuid)
             while len(self._domains) > MAX_DOMAINS:
-                self._domains.popitem(last=False)
+                old, _dom = self._domains.popitem(last=False)
+                self._memos.pop(old, None)
 
     def forget(self, uuid: str, dom: Any) -> None:
         """Drop the kept handle of ``uuid`` if it is still ``dom``."""
         with self._lock:
             if self._domains.get(uuid) is dom:
                 del self._domains[uuid]
+                self._memos.pop(uuid, None)
+
+    def memo(self, uuid: str, dom: Any) -> dict[str, Any]:
+        """What is remembered about the domain ``uuid`` with its kept handle ``dom``.
+
+        The same dict on every call while ``dom`` is the kept handle of ``uuid``; dropped
+        with the handle. For a handle that is not (or no longer) kept, a new empty dict
+        each time, so nothing learnt through it outlives the call.
+        """
+        with self._lock:
+            if self._domains.get(uuid) is not dom:
+                return {}
+            return self._memos.setdefault(uuid, {})
+
+    def is_persistent(self, uuid: str, dom: Any) -> bool:
+        """Whether the domain is persistent: asked once per kept handle, then remembered.
+
+        A running domain can be defined or undefined at any time, so the answer can go
+        stale while the handle is kept. Undefined (persistent -> transient): libvirt refuses
+        a change that names the configuration, and :meth:`affecting` asks again. Defined
+        (transient -> persistent): changes keep going to the live domain only, until the
+        handle is dropped; its configuration keeps the CD and metadata it was defined with.
+        vdsm's VMs are transient and are never defined while they run.
+        """
+        memo = self.memo(uuid, dom)
+        known = memo.get(_PERSISTENT)
+        if known is None:
+            known = memo[_PERSISTENT] = bool(dom.isPersistent())
+        return bool(known)
+
+    def affecting(self, uuid: str, dom: Any, fn: Callable[[bool], T]) -> T:
+        """``fn(persistent)``: a change to the domain, told whether it is persistent.
+
+        When the remembered answer was "persistent" and libvirt refuses the change as
+        invalid (a domain undefined while it runs has no configuration to change), the
+        answer is asked afresh and ``fn`` run once more: the refused call changed nothing.
+        """
+        remembered = _PERSISTENT in self.memo(uuid, dom)
+        persistent = self.is_persistent(uuid, dom)
+        try:
+            return fn(persistent)
+        except libvirt.libvirtError as err:
+            if not (remembered and persistent
+                    and error_code(err) == libvirt.VIR_ERR_OPERATION_INVALID):
+                raise
+            self.memo(uuid, dom).pop(_PERSISTENT, None)
+            log.debug("Domain %s refused a change (%s); asking again whether it is "
+                      "persistent", uuid, err)
+        return fn(self.is_persistent(uuid, dom))
 
     def call_domain(self, uuid: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(domain)`` on the domain ``uuid`` (a kept handle when there is one).
@@ -205,6 +267,7 @@ class LibvirtConnection:
         with self._lock:
             conn, self._conn = self._conn, None
             self._domains.clear()
+            self._memos.clear()
         if conn is not None:
             try:
                 conn.close()

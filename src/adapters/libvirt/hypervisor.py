@@ -1,17 +1,38 @@
 """The Hypervisor port over libvirt: CD-ROM trays read from the live domain XML.
 
-A media change is ``updateDeviceFlags`` with the drive's own ``<disk>`` element (copied from
-the live XML, so target, bus, driver, alias, address and boot order stay as libvirt knows
-them) and a new ``<source>``: ``type="block"`` with ``<source dev>`` for a block volume,
-``type="file"`` with ``<source file>`` for a file (QEMU refuses a block device given as a
-file). Loads are forced, as vdsm does; an eject is tried without force first (a guest may
-hold the tray locked) and forced only if that fails.
+A media change is ``updateDeviceFlags`` with a ``<disk>`` element holding the new
+``<source>``: ``type="block"`` with ``<source dev>`` for a block volume, ``type="file"`` with
+``<source file>`` for a file (QEMU refuses a block device given as a file). Loads are
+forced, as vdsm does; an eject is tried without force first (a guest may hold the tray
+locked) and forced only if that fails.
+
+Which ``<disk>``: libvirt changes only the medium of a live drive and keeps the rest of it
+(driver, alias, address, boot order), so for a live-only change (a transient domain, as
+vdsm's are) the element is minimal, as vdsm sends it: the source, a raw driver type and
+the target's ``dev`` and ``bus``. A change that also goes to a persistent domain's
+configuration replaces the drive's whole definition there, so it gets the drive's own
+element copied from the live XML, with the medium swapped.
+
+The drives' elements come from the domain XML that reading the trays (``cdrom``,
+``cdroms``) fetched last through the VM's kept handle (remembered in the handle's memo,
+:meth:`LibvirtConnection.memo`): a flow reads the tray before it changes it, so a change
+costs no second ``XMLDesc``. Only the target's bus and the drive's own settings are taken
+from it, which do not change while a domain runs; with nothing remembered the XML is read
+as before. If libvirt refuses a remembered element as a change it cannot make (the domain
+was re-created under its UUID with another drive), the XML is read afresh and the change
+sent once more.
+
+The migration check is one ``jobStats`` call: libvirt reports an outgoing migration as the
+domain's job (``operation``), and the migration job spans the states in which a domain is
+paused for migration. It refuses job statistics on the receiving side of a migration
+(``VIR_ERR_OPERATION_UNSUPPORTED``, "migration statistics are available only on the source
+host"), and a driver may not support them at all: only then is the domain's state asked.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from typing import Any, TypeVar
 
@@ -35,8 +56,22 @@ _MIGRATION_OPERATIONS = frozenset({
     libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN,
     libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
 })
-_MIGRATION_PAUSES = frozenset({libvirt.VIR_DOMAIN_PAUSED_MIGRATION,
-                               libvirt.VIR_DOMAIN_PAUSED_POSTCOPY})
+# (state, reason) pairs of a domain in the middle of a migration, on either side.
+_MIGRATION_STATES = frozenset(
+    (state, getattr(libvirt, reason))
+    for state, reason in (
+        (libvirt.VIR_DOMAIN_PAUSED, "VIR_DOMAIN_PAUSED_MIGRATION"),
+        (libvirt.VIR_DOMAIN_PAUSED, "VIR_DOMAIN_PAUSED_POSTCOPY"),
+        (libvirt.VIR_DOMAIN_PAUSED, "VIR_DOMAIN_PAUSED_POSTCOPY_FAILED"),
+        (libvirt.VIR_DOMAIN_RUNNING, "VIR_DOMAIN_RUNNING_POSTCOPY"),
+        (libvirt.VIR_DOMAIN_RUNNING, "VIR_DOMAIN_RUNNING_POSTCOPY_FAILED"),
+    )
+    if hasattr(libvirt, reason)
+)
+# jobStats refused: an incoming migration (qemu) or no job statistics in this driver.
+_JOB_STATS_REFUSED = frozenset({libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+                                libvirt.VIR_ERR_NO_SUPPORT})
+_DISKS = "cdrom disks"  # memo key: the CD-ROM <disk> elements of the last XMLDesc
 # Elements of the live XML that describe the current medium, not the drive.
 _MEDIUM_ELEMENTS = ("source", "backingStore", "mirror")
 
@@ -103,21 +138,61 @@ def media_disk_xml(disk: etree._Element, media: Media | None) -> str:
     return etree.tostring(new, encoding="unicode")
 
 
+def minimal_disk_xml(disk: etree._Element, media: Media | None) -> str:
+    """The least ``<disk>`` that moves the drive ``disk`` to ``media`` (None: empty) live.
+
+    The source, a raw format for media (never let the format be probed) and the target's
+    ``dev`` and ``bus``: libvirt keeps everything else of the live drive.
+    """
+    target = disk.find("target")
+    if target is None or target.get("dev") is None:
+        raise HypervisorError("a CD-ROM <disk> without a target dev")
+    kind = "block" if media is not None and media.disk_type is DiskType.BLOCK else "file"
+    new = etree.Element("disk", {"type": kind, "device": disk.get("device", "cdrom")})
+    if media is not None:
+        etree.SubElement(new, "driver", {"type": "raw"})
+        etree.SubElement(new, "source", {"dev" if kind == "block" else "file": media.path})
+    target_attrs = {"dev": target.get("dev", "")}
+    if target.get("bus") is not None:
+        target_attrs["bus"] = target.get("bus", "")
+    etree.SubElement(new, "target", target_attrs)
+    return etree.tostring(new, encoding="unicode")
+
+
 def _source_position(disk: etree._Element) -> int:
     driver = disk.find("driver")
     return disk.index(driver) + 1 if driver is not None else 0
 
 
-def is_migrating(job_stats: Mapping[str, Any], state: tuple[int, int]) -> bool:
-    """Whether a domain with these job statistics and ``(state, reason)`` is migrating."""
-    status, reason = state
-    if status == libvirt.VIR_DOMAIN_PAUSED and reason in _MIGRATION_PAUSES:
-        return True
+def job_is_migration(job_stats: Mapping[str, Any]) -> bool:
+    """Whether a domain with these job statistics (``jobStats()``) is migrating."""
     if job_stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
         return False
     operation = job_stats.get("operation")
     # Without the operation (very old libvirt) an active job may be a migration: refuse.
     return operation is None or operation in _MIGRATION_OPERATIONS
+
+
+def state_is_migration(state: Sequence[int]) -> bool:
+    """Whether a domain in this ``(state, reason)`` (``state()``) is migrating."""
+    return (state[0], state[1]) in _MIGRATION_STATES
+
+
+def domain_is_migrating(dom: Any) -> bool:
+    """Whether the domain ``dom`` is migrating: its job, or its state where libvirt gives
+    no job statistics (the receiving side of a migration, a driver without them)."""
+    try:
+        return job_is_migration(dom.jobStats())
+    except libvirt.libvirtError as err:
+        code = error_code(err)
+        if code not in _JOB_STATS_REFUSED:
+            raise
+        if state_is_migration(dom.state()):
+            return True
+        if code == libvirt.VIR_ERR_OPERATION_UNSUPPORTED:
+            raise  # refused, and the state does not say why: do not guess
+        log.debug("No job statistics (%s); the domain's state shows no migration", err)
+        return False
 
 
 class LibvirtHypervisor(Hypervisor):
@@ -137,10 +212,7 @@ class LibvirtHypervisor(Hypervisor):
         return self._call("list domains", None, lambda: self.connection.call(run))
 
     def is_migrating(self, vm: VmId) -> bool:
-        def run(dom: Any) -> bool:
-            state = dom.state()
-            return is_migrating(dom.jobStats(), (state[0], state[1]))
-        return self._on(vm, "read job", run)
+        return self._on(vm, "read job", domain_is_migrating)
 
     def cdroms(self, vm: VmId) -> Mapping[DriveName, str | None]:
         disks = self._cdrom_elements(vm)
@@ -152,40 +224,69 @@ class LibvirtHypervisor(Hypervisor):
     # --- changing --------------------------------------------------------------------
 
     def load(self, vm: VmId, drive: DriveName, media: Media) -> None:
-        disk = self._cdrom_element(vm, drive)
-        xml = media_disk_xml(disk, media)
-        flags = self._flags(vm) | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
         log.info("Loading %s into %s/%s", media.path, vm, drive)
-        self._update(vm, xml, flags, what=f"load {media.path} into {drive}")
+        self._change(vm, drive, media, libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE,
+                     what=f"load {media.path} into {drive}")
 
     def eject(self, vm: VmId, drive: DriveName) -> None:
-        disk = self._cdrom_element(vm, drive)
-        xml = media_disk_xml(disk, None)
-        flags = self._flags(vm)
         log.info("Ejecting %s/%s", vm, drive)
         try:
-            self._update(vm, xml, flags, what=f"eject {drive}")
-        except NoSuchVM:
+            self._change(vm, drive, None, 0, what=f"eject {drive}")
+        except (NoSuchVM, NoSuchDrive):
             raise
         except CdromError as err:
             log.warning("Eject of %s/%s refused (%s); forcing it", vm, drive, err)
-            self._update(vm, xml, flags | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE,
+            self._change(vm, drive, None, libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE,
                          what=f"force eject {drive}")
 
     # --- internals -------------------------------------------------------------------
 
-    def _flags(self, vm: VmId) -> int:
-        """Where a device change goes: the live domain and, if persistent, its config."""
-        persistent = self._on(vm, "read persistence", lambda dom: bool(dom.isPersistent()))
-        return int(libvirt.VIR_DOMAIN_AFFECT_LIVE | (libvirt.VIR_DOMAIN_AFFECT_CONFIG
-                                                     if persistent else 0))
+    def _change(self, vm: VmId, drive: DriveName, media: Media | None, force: int,
+                what: str) -> None:
+        """Put ``media`` (None: nothing) in the drive, live and, if persistent, in config."""
+        def run(dom: Any) -> None:
+            remembered: dict[DriveName, etree._Element] | None = \
+                self.connection.memo(vm.value, dom).get(_DISKS)
+            fresh = remembered is None or drive not in remembered
+            disks = remembered if remembered is not None and not fresh \
+                else self._read_disks(vm, dom)
+            if drive not in disks:
+                raise NoSuchDrive(vm, drive)
+            disk = disks[drive]
 
-    def _update(self, vm: VmId, xml: str, flags: int, what: str) -> None:
-        self._on(vm, what, lambda dom: dom.updateDeviceFlags(xml, flags))
+            def send(persistent: bool) -> None:
+                # The configuration takes the element whole: give it the drive's own.
+                xml = (media_disk_xml(disk, media) if persistent
+                       else minimal_disk_xml(disk, media))
+                flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | force
+                if persistent:
+                    flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                dom.updateDeviceFlags(xml, int(flags))
+
+            try:
+                self.connection.affecting(vm.value, dom, send)
+            except libvirt.libvirtError as err:
+                if fresh or error_code(err) != libvirt.VIR_ERR_OPERATION_UNSUPPORTED:
+                    raise
+                # Refused before it took effect ("cannot modify field ..."): the element
+                # was remembered from a domain since re-created. Read it afresh, once.
+                log.debug("%s/%s refused a remembered <disk> (%s); reading the domain XML",
+                          vm, drive, err)
+                disks = self._read_disks(vm, dom)
+                if drive not in disks:
+                    raise NoSuchDrive(vm, drive) from None
+                disk = disks[drive]
+                self.connection.affecting(vm.value, dom, send)
+        self._on(vm, what, run)
+
+    def _read_disks(self, vm: VmId, dom: Any) -> dict[DriveName, etree._Element]:
+        """The CD-ROM elements of the domain XML, remembered with the domain's handle."""
+        disks = cdrom_elements(parse_domain_xml(str(dom.XMLDesc(0))))
+        self.connection.memo(vm.value, dom)[_DISKS] = disks
+        return disks
 
     def _cdrom_elements(self, vm: VmId) -> dict[DriveName, etree._Element]:
-        text = self._on(vm, "read domain XML", lambda dom: str(dom.XMLDesc(0)))
-        return cdrom_elements(parse_domain_xml(text))
+        return self._on(vm, "read domain XML", lambda dom: self._read_disks(vm, dom))
 
     def _cdrom_element(self, vm: VmId, drive: DriveName) -> etree._Element:
         disk = self._cdrom_elements(vm).get(drive)

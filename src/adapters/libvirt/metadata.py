@@ -10,9 +10,12 @@ through both untouched, with their own prefixes.
 Reads ask for the domain's current block (``VIR_DOMAIN_AFFECT_CURRENT``: the live one of a
 running domain, the configuration of a stopped one). Writes go to the live domain and, for
 a persistent domain, to its configuration too, in one ``setMetadata`` call; a write reads
-the block once (to keep every other element) and asks libvirt whether the domain is
-persistent, and only for a persistent one whether it is running (a transient domain is
-running by definition). "No metadata" (``VIR_ERR_NO_DOMAIN_METADATA``) is an empty block.
+the block once (to keep every other element: other writers, such as vdsm, own them), and
+asks whether the domain is running only for a persistent one (a transient domain is running
+by definition). Whether the domain is persistent is asked once per kept domain handle
+(:meth:`LibvirtConnection.is_persistent`, which says what happens when a running domain is
+defined or undefined meanwhile). "No metadata" (``VIR_ERR_NO_DOMAIN_METADATA``) is an
+empty block.
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ class LibvirtMetadataRepository(MetadataRepository):
         def run(dom: Any) -> None:
             block = from_libvirt(self._fetch(dom))
             metadata_xml.write_entries(block, drive, entries, self.encoding)
-            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, to_libvirt(block),
-                            metadata_xml.PREFIX, _NS, self._write_flags(dom))
+            text = to_libvirt(block)
+            self.connection.affecting(vm.value, dom, lambda persistent: dom.setMetadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, text, metadata_xml.PREFIX, _NS,
+                self._write_flags(dom, persistent)))
         self._call("write metadata", vm, run)
 
     def read_block(self, vm: VmId) -> etree._Element:
@@ -109,8 +114,8 @@ class LibvirtMetadataRepository(MetadataRepository):
         return from_libvirt(self._call("read metadata", vm, self._fetch))
 
     @staticmethod
-    def _write_flags(dom: Any) -> int:
-        if not dom.isPersistent():
+    def _write_flags(dom: Any, persistent: bool) -> int:
+        if not persistent:
             return int(libvirt.VIR_DOMAIN_AFFECT_LIVE)  # transient: exists only while running
         if dom.isActive():
             return int(libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
