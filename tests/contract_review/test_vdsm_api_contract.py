@@ -65,7 +65,7 @@ def sdc(iface: str = "sata", index: object = "2", **target: Any) -> dict[str, An
     return {"iface": iface, "index": index, **target}
 
 
-SUCCESS = {"vmList": {}}
+SUCCESS: dict[str, Any] = {"vmList": {}}
 
 
 @pytest.mark.parametrize("index", [2, "2"])
