@@ -232,8 +232,8 @@ def build_rig(*, n_volumes: int = 3, n_files: int = 2,
         for iface, index in buses:
             name = host.add_drive(vm, iface, index)
             drives.append(Drive(DriveKey(vm, name), iface, index))
-    for d, v in (loaded or {}).items():
-        drive, vol = drives[d], volumes[v]
+    for d, n in (loaded or {}).items():
+        drive, vol = drives[d], volumes[n]
         host.volumes[vol] = True
         host.drive(drive.vm, drive.name).source = block_volume_path(vol)
         metadata_xml.write_entries(host.vm(drive.vm).metadata, drive.name,

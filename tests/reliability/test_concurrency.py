@@ -9,6 +9,7 @@ not reach the host).
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from ovirt_cdrom.domain.model import CdromSlot, block_volume_path
 
 from .harness import FIGURES, Rig, build_rig, expected_tray, spec, unrecorded_active
 
-SUCCESS = {"vmList": {}}
+SUCCESS: dict[str, Any] = {"vmList": {}}
 WAIT = 10.0          # upper bound for what must happen (a deadlock fails instead of hanging)
 STAYS_BLOCKED = 0.2  # how long a blocked thread is watched not to reach the host
 X, Y = 0, 1
@@ -122,7 +123,7 @@ def test_concurrent_changes_on_one_drive_never_interleave(seed: int) -> None:
         start.wait(WAIT)
         return rig.api.changeCD(str(d.vm), spec(d, cd, rig))
 
-    threads = [run(name, lambda cd=cd: call(cd), results) for name, cd in requests.items()]
+    threads = [run(name, functools.partial(call, cd), results) for name, cd in requests.items()]
     join(*threads)
     FIGURES["concurrency: deterministic interleavings"] += 1
     assert all(r == SUCCESS for r in results.values()), results

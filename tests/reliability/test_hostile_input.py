@@ -71,11 +71,12 @@ def vm0(rig: Rig) -> str:
     return str(rig.drives[0].vm)
 
 
-BAD_UUIDS = [None, 1, 1.5, True, [], {}, b"\x00", "", " ", "not-a-uuid", "../../etc/passwd",
-             "77b4e7b1-f4e3-5fdc-b831-f0e66697c481/../x", "<vm>&amp;</vm>", "'\"><!--",
-             "77b4e7b1-f4e3-5fdc-b831-f0e66697c48", "77b4e7b1f4e35fdcb831f0e66697c481",
-             "77b4e7b1-f4e3-5fdc-b831-f0e66697c481\x00",
-             HUGE, 10**5000]
+BAD_UUIDS: list[object] = [
+    None, 1, 1.5, True, [], {}, b"\x00", "", " ", "not-a-uuid", "../../etc/passwd",
+    "77b4e7b1-f4e3-5fdc-b831-f0e66697c481/../x", "<vm>&amp;</vm>", "'\"><!--",
+    "77b4e7b1-f4e3-5fdc-b831-f0e66697c48", "77b4e7b1f4e35fdcb831f0e66697c481",
+    "77b4e7b1-f4e3-5fdc-b831-f0e66697c481\x00",
+    HUGE, 10**5000]
 
 
 @pytest.mark.parametrize("value", BAD_UUIDS, ids=vid)

@@ -16,6 +16,7 @@ active volume goes unrecorded, and a later recovery converges.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from .harness import FIGURES, Rig, build_rig, expected_tray, spec, unrecorded_ac
 A, B = 0, 1  # volume numbers: the old CD and the new one
 SUBJECT, OTHER = 0, 1  # drive numbers: the drive recovered; a drive of another VM
 LAYOUT = ((("sata", 2),), (), (("sata", 2),))
+EFFECTS: tuple[Effect, ...] = ("before", "after")  # a fault just before or just after a call
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,14 @@ class Leftover:
         vols = {"A": rig.volumes[A], "B": rig.volumes[B]}
         kind, *names = self.slot
         v = [vols[n] for n in names]
-        slot = {"empty": CdromSlot,
+        builders: dict[str, Callable[[], CdromSlot]] = {
+                "empty": CdromSlot,
                 "settled": lambda: CdromSlot(current=v[0]),
                 "loading": lambda: CdromSlot(loading=v[0]),
                 "ejecting": lambda: CdromSlot(current=v[0], ejecting=True),
                 "change": lambda: CdromSlot(current=v[0], loading=v[1]),
-                "switched": lambda: CdromSlot(current=v[0], stale=v[1])}[kind]()
+                "switched": lambda: CdromSlot(current=v[0], stale=v[1])}
+        slot = builders[kind]()
         host = rig.host
         for name in self.active:
             host.volumes[vols[name]] = True
@@ -174,7 +178,7 @@ def test_crash_at_each_call_of_recovery_then_recovery_converges(
 def test_fault_at_each_call_of_recovery_then_recovery_converges(
         left: Leftover, encoding: Encoding) -> None:
     calls = recovery_calls(left, encoding)
-    for fail_at, effect in itertools.product(range(1, calls + 1), ("before", "after")):
+    for fail_at, effect in itertools.product(range(1, calls + 1), EFFECTS):
         rig = left.build(encoding)
         trays = {str(d.key): rig.tray(d) for d in rig.drives}
         rig.plan.reset(fail_at_call=fail_at, fail_effect=effect)

@@ -38,7 +38,7 @@ from .harness import FIGURES, Rig, build_rig, expected_tray, spec, unrecorded_ac
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "120"))
 STEPS = int(os.environ.get("RELIABILITY_STEPS", "30"))
 
-SUCCESS = {"vmList": {}}
+SUCCESS: dict[str, Any] = {"vmList": {}}
 
 cds = st.one_of(
     st.tuples(st.just("volume"), st.integers(0, 3)),   # 3 is a volume storage lacks
