@@ -113,7 +113,8 @@ def _check_case(flow: Flow, injection: dict[str, Any], calls: int) -> list[str]:
     changed = sim.step(sim.scenario.steps[0])
     after = _trays(sim)
     problems = []
-    at = injection.get("fail_at_call", injection.get("crash_at_call"))
+    at: int = (injection["fail_at_call"] if "fail_at_call" in injection
+               else injection["crash_at_call"])
     if changed.injected != (at <= calls):
         problems.append(f"injected={changed.injected} with {calls} calls")
     held = after[f"{VM1}/sdc"]
