@@ -114,7 +114,9 @@ def _many(n: int) -> list[dict[str, Any]]:
     return [docs[i % len(docs)] for i in range(n)]
 
 
-def test_five_hundred_scenarios_run_in_a_few_seconds(tmp_path: Path) -> None:
+def test_five_hundred_scenarios_in_one_file_all_run(tmp_path: Path) -> None:
+    """The time is printed, not asserted: speed belongs to benchmarks, not to tests that
+    flake on a loaded machine (1.0-1.4 s here, see docs/simulator.md)."""
     path = tmp_path / "many.json"
     path.write_text(json.dumps(_many(500)))
     started = time.perf_counter()
@@ -124,4 +126,3 @@ def test_five_hundred_scenarios_run_in_a_few_seconds(tmp_path: Path) -> None:
     reports = json.loads(done.stdout)
     assert len(reports) == 500 and all(r["final"]["promises"]["ok"] for r in reports)
     print(f"500 scenarios: {elapsed:.2f} s")
-    assert elapsed < 30  # a few seconds on a quiet machine; generous for loaded CI
