@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from contracts.test_volume_activator_contract import (
     Backend,
+    LoopBackend,
+    MemoryBackend,
     test_is_active_tracks_prepare_and_teardown,
     test_prepare_is_idempotent,
     test_prepare_returns_block_media_at_the_volume_path,
@@ -30,7 +31,6 @@ from contracts.test_volume_activator_contract import (
     test_teardown_of_a_held_volume_is_refused_and_leaves_it_active,
     test_teardown_of_an_inactive_volume_succeeds,
 )
-from ovirt_cdrom.adapters.memory import MemoryHost
 from ovirt_cdrom.adapters.vdsm.fake import FakeVdsmStorage, MemoryProbe
 from ovirt_cdrom.adapters.vdsm.storage import (
     STORAGE_DOMAIN_DOES_NOT_EXIST,
@@ -38,7 +38,7 @@ from ovirt_cdrom.adapters.vdsm.storage import (
     VdsmVolumeActivator,
 )
 from ovirt_cdrom.domain.errors import StorageError, VolumeNotFound
-from ovirt_cdrom.domain.model import Media, VmId, VolumeRef
+from ovirt_cdrom.domain.model import VolumeRef
 from storage.realdev import LoopSandbox, loop_sandbox
 from vdsm_support import LoopProbe, LoopReportingVdsmStorage, LoopVdsmStorage
 
@@ -61,9 +61,11 @@ def _volume() -> VolumeRef:
     return VolumeRef(POOL, DOMAIN, str(uuid.uuid4()), str(uuid.uuid4()))
 
 
-class FakeVdsmBackend(Backend):
+class FakeVdsmBackend(MemoryBackend):
+    """The contract's in-memory backend, reached through vdsm's dispatcher fake."""
+
     def __init__(self, swallow_in_use: bool) -> None:
-        self.host = MemoryHost(files=set())
+        super().__init__()
         self.storage = FakeVdsmStorage(self.host, swallow_in_use=swallow_in_use)
         self.storage.connect(POOL, DOMAIN)
         self.activator = VdsmVolumeActivator(self.storage, MemoryProbe(self.host))
@@ -73,26 +75,12 @@ class FakeVdsmBackend(Backend):
         self.host.add_volume(volume)
         return volume
 
-    def add_file(self) -> str:
-        assert self.host.files is not None
-        self.host.files.add("/iso/legacy.iso")
-        return "/iso/legacy.iso"
 
-    def missing_path(self) -> str:
-        return "/iso/missing.iso"
+class LoopVdsmBackend(LoopBackend):
+    """The contract's loop backend, behind a vdsm-shaped dispatcher facade."""
 
-    @contextmanager
-    def held(self, volume: VolumeRef, media: Media) -> Iterator[None]:
-        vm = VmId(str(uuid.uuid4()))
-        self.host.add_vm(vm)
-        self.host.add_drive(vm, "sata", 2, source=media.path)
-        yield
-        del self.host.vms[vm]
-
-
-class LoopVdsmBackend(Backend):
     def __init__(self, sandbox: LoopSandbox, reporting: bool) -> None:
-        self.sandbox = sandbox
+        super().__init__(sandbox)
         loop = sandbox.activator()
         facade = LoopReportingVdsmStorage(loop) if reporting else LoopVdsmStorage(loop)
         self.activator = VdsmVolumeActivator(facade, LoopProbe(loop))
@@ -101,17 +89,6 @@ class LoopVdsmBackend(Backend):
         volume = _volume()
         self.sandbox.add_volume(volume)
         return volume
-
-    def add_file(self) -> str:
-        return self.sandbox.add_file()
-
-    def missing_path(self) -> str:
-        return str(self.sandbox.base / "missing.iso")
-
-    @contextmanager
-    def held(self, volume: VolumeRef, media: Media) -> Iterator[None]:
-        with self.sandbox.hold(media.path):
-            yield
 
 
 @pytest.fixture(params=["fake-vdsm-4.50", "fake-reporting-in-use",
