@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lxml import etree
+from ovirt_cdrom.adapters.safe_xml import hardened_parser
 from ovirt_cdrom.domain.errors import CdromError, InvalidMetadata
 from ovirt_cdrom.domain.model import (
     CdEntry,
@@ -62,25 +63,28 @@ class Encoding(enum.Enum):
                 f"{', '.join(e.value for e in cls)}") from None
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False, remove_blank_text=False)
-
-
 def new_block() -> etree._Element:
     """An empty ``<ovirt-vm:vm>`` block."""
     return etree.Element(_Q + ROOT_TAG, nsmap={PREFIX: NS})
 
 
 def parse_block(text: str | bytes | None) -> etree._Element:
-    """Parse untrusted metadata: no DTD, no entities, no network, bounded size and depth."""
+    """Parse an untrusted ``<ovirt-vm:vm>`` block (see :func:`parse_untrusted`)."""
     if text is None or (isinstance(text, str | bytes) and not text.strip()):
         return new_block()
+    root = parse_untrusted(text)
+    if root.tag != _Q + ROOT_TAG:
+        raise InvalidMetadata(f"expected <{PREFIX}:{ROOT_TAG}>, got <{root.tag}>")
+    return root
+
+
+def parse_untrusted(text: str | bytes) -> etree._Element:
+    """Parse untrusted metadata: no DTD, no entities, no network, bounded size and depth."""
     data = text.encode() if isinstance(text, str) else text
     if len(data) > MAX_BYTES:
         raise InvalidMetadata(f"metadata block of {len(data)} bytes is too large")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, hardened_parser())
     except etree.XMLSyntaxError as err:
         raise InvalidMetadata(f"not well-formed XML: {err}") from None
     docinfo: Any = root.getroottree().docinfo
@@ -91,8 +95,6 @@ def parse_block(text: str | bytes | None) -> etree._Element:
             raise InvalidMetadata("entity references are not allowed in VM metadata")
     if _depth(root) > MAX_DEPTH:
         raise InvalidMetadata(f"metadata nested deeper than {MAX_DEPTH} levels")
-    if root.tag != _Q + ROOT_TAG:
-        raise InvalidMetadata(f"expected <{PREFIX}:{ROOT_TAG}>, got <{root.tag}>")
     return root
 
 

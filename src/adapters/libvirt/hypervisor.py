@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import libvirt  # type: ignore[import-untyped, unused-ignore]
 from lxml import etree
 from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection, error_code, map_error
+from ovirt_cdrom.adapters.safe_xml import hardened_parser
 from ovirt_cdrom.domain.errors import (
     CdromError,
     HypervisorError,
@@ -76,15 +77,10 @@ _DISKS = "cdrom disks"  # memo key: the CD-ROM <disk> elements of the last XMLDe
 _MEDIUM_ELEMENTS = ("source", "backingStore", "mirror")
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False)
-
-
 def parse_domain_xml(text: str) -> etree._Element:
     """Parse libvirt's domain XML with a hardened parser (no entities, DTD or network)."""
     try:
-        return etree.fromstring(text.encode(), _parser())
+        return etree.fromstring(text.encode(), hardened_parser())
     except etree.XMLSyntaxError as err:
         raise HypervisorError(f"unreadable domain XML: {err}") from None
 
