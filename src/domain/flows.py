@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ovirt_cdrom.domain.errors import (
@@ -34,7 +34,7 @@ from ovirt_cdrom.domain.model import (
     Media,
     VolumeRef,
 )
-from ovirt_cdrom.domain.recovery import Observation, decide
+from ovirt_cdrom.domain.recovery import Decision, Observation, decide
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class FlowResult:
     slot: CdromSlot
     changed: bool = True
     clean: bool = True  # False: a marker stays for recovery (e.g. a teardown failed)
+    # Recovery only: the table row it acted on (reported, not part of the outcome).
+    decision: Decision | None = field(default=None, compare=False)
 
 
 _READ_BACK_ATTEMPTS = 2
@@ -314,8 +316,8 @@ def recover_drive(slot: CdromSlot, held: str | None) -> Flow:
     for volume in decision.teardown:
         all_gone = (yield from _teardown_quietly(volume)) and all_gone
     if not all_gone:
-        return FlowResult(slot, changed=False, clean=False)
+        return FlowResult(slot, changed=False, clean=False, decision=decision)
     if decision.final == slot:
-        return FlowResult(slot, changed=False)
+        return FlowResult(slot, changed=False, decision=decision)
     written = yield from _write_quietly(decision.final)
-    return FlowResult(decision.final if written else slot, clean=written)
+    return FlowResult(decision.final if written else slot, clean=written, decision=decision)

@@ -53,6 +53,8 @@ class DriveRecovery:
     changed: bool
     clean: bool
     error: CdromError | None = None
+    case: str | None = None    # the recovery row acted on (None: nothing to recover)
+    design: str | None = None  # that row's actions, in the design's words
 
 
 @dataclass(slots=True)
@@ -195,7 +197,10 @@ class CdromService:
             return DriveRecovery(vm, drive, None, changed=False, clean=False, error=err)
         if not result.clean:
             log.warning("Recovery of %s left %s; a later recovery will retry", key, result.slot)
-        return DriveRecovery(vm, drive, result.slot, result.changed, result.clean)
+        decision = result.decision
+        return DriveRecovery(vm, drive, result.slot, result.changed, result.clean,
+                             case=decision.case if decision else None,
+                             design=decision.design if decision else None)
 
     def _mark_done(self, key: DriveKey) -> None:
         with self._guard:

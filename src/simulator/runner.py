@@ -19,15 +19,12 @@ from ovirt_cdrom.adapters.memory import MemoryHost
 from ovirt_cdrom.adapters.memory.invariants import fingerprints
 from ovirt_cdrom.container import Application, build
 from ovirt_cdrom.domain.errors import CdromError, GeneralException
-from ovirt_cdrom.domain.flows import consistent
 from ovirt_cdrom.domain.model import (
-    CdromSlot,
     DiskType,
     VmId,
     VolumeRef,
     block_volume_path,
 )
-from ovirt_cdrom.domain.recovery import Observation, decide
 from ovirt_cdrom.service import CdromService, RecoveryReport
 from ovirt_cdrom.simulator.scenario import Scenario, Step
 
@@ -96,7 +93,6 @@ class Simulation:
                 error = self.app.core.api().change_cd(step.args.get("vmID"),
                                                       step.args.get("cdromspec"))
             else:
-                cases = _recovery_cases(self.host)
                 service: CdromService = self.app.core.service()
                 try:
                     report = service.recover_all()
@@ -106,7 +102,7 @@ class Simulation:
                     log.info("Recovery failed: %s", err)
                     recovered, error = [], err
                 else:
-                    recovered, error = _recovered(report, cases)
+                    recovered, error = _recovered(report)
         except SimulatedCrash:
             crashed = True
             log.info("Step %s crashed at call %s", step.op, step.crash_at_call)
@@ -180,31 +176,9 @@ def _set_up(host: MemoryHost, scenario: Scenario) -> None:
                                        scenario.metadata_encoding)
 
 
-def _recovery_cases(host: MemoryHost) -> dict[tuple[str, str], tuple[str, str]]:
-    """Which recovery row each drive is in, observed directly on the host (no port call)."""
-    cases: dict[tuple[str, str], tuple[str, str]] = {}
-    with host.lock:
-        for vm in host.vms.values():
-            for name, drive in vm.drives.items():
-                try:
-                    slot = CdromSlot.from_entries(metadata_xml.read_entries(vm.metadata, name))
-                except CdromError:
-                    continue
-                if consistent(slot, drive.source):
-                    continue
-                active = [v for v in slot.volumes if host.volumes.get(v, False)]
-                decision = decide(Observation.of(slot, drive.source, active))
-                cases[(str(vm.id), str(name))] = (decision.case, decision.design)
-    return cases
-
-
-def _recovered(report: RecoveryReport, cases: dict[tuple[str, str], tuple[str, str]]
-               ) -> tuple[list[DriveRecovered], CdromError | None]:
-    drives = []
-    for d in report.drives:
-        case, design = cases.get((str(d.vm), str(d.drive)), (None, None))
-        drives.append(DriveRecovered(str(d.vm), str(d.drive), case, design, d.changed,
-                                     d.clean, d.error))
+def _recovered(report: RecoveryReport) -> tuple[list[DriveRecovered], CdromError | None]:
+    drives = [DriveRecovered(str(d.vm), str(d.drive), d.case, d.design, d.changed, d.clean,
+                             d.error) for d in report.drives]
     if report.clean:
         return drives, None
     for err in report.vm_errors.values():
