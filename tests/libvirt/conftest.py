@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from needs import unavailable
 
 if TYPE_CHECKING:
     from realvm import RealHost
@@ -33,9 +34,7 @@ except ImportError:
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but the real host is unusable: {reason}", pytrace=False)
-    pytest.skip(reason)
+    unavailable(f"the real host is unusable: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
 from ovirt_cdrom.adapters.runner import SubprocessRunner
 from ovirt_cdrom.domain.errors import StorageError, VolumeInUse, VolumeNotFound
@@ -54,7 +55,7 @@ def _lvm(conf: str, *args: str) -> None:
 def domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Domain]:
     require_root()
     if shutil.which("lvm") is None:
-        pytest.skip("lvm2 is not installed")
+        unavailable("lvm2 is not installed")
     backing = tmp_path_factory.mktemp("lvm") / "pv.img"
     with backing.open("wb") as f:
         f.truncate(64 * MiB)
