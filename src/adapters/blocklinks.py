@@ -61,9 +61,6 @@ class BlockLinks:
         except OSError as e:
             raise StorageError(f"cannot remove the links of volume {volume}: {e}") from e
 
-    def exist(self, volume: VolumeRef) -> bool:
-        return self.run_link(volume).is_symlink() and self.image_link(volume).is_symlink()
-
 
 def resolve_legacy_path(path: str) -> Media:
     """A legacy ISO path must exist: a regular file opens as a file, a device as a block."""

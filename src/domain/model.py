@@ -364,10 +364,6 @@ class CdromSlot:
             return CdromSlot(current=self.current)
         return self
 
-    def holding(self, volume: VolumeRef | None) -> CdromSlot:
-        """A settled slot naming ``volume`` (what recovery writes)."""
-        return CdromSlot(current=volume)
-
     def _require_settled(self, what: str) -> None:
         if not self.settled:
             raise InvalidMetadata(f"cannot {what}: a change is already pending ({self})")

@@ -189,8 +189,3 @@ def _recovered(report: RecoveryReport) -> tuple[list[DriveRecovered], CdromError
     left = ", ".join(f"{r.vm}/{r.drive}" for r in drives if not r.clean)
     return drives, GeneralException(
         f"recovery could not clean up {left}; the next recovery retries")
-
-
-def step_summary(step: Step) -> dict[str, Any]:
-    """The step's arguments and injection, for reports."""
-    return {"args": dict(step.args), **step.fault()}
