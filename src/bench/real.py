@@ -1,7 +1,8 @@
 """A change on a real QEMU VM through the core, against the bare calls it needs.
 
-Makes its own transient VM (TCG, q35, 64 MiB, no boot disk, one empty SATA CD-ROM) and two
-ISO image files activated on loop devices, and removes them all at the end.
+Makes its own transient VM (KVM where QEMU may use it, else TCG; q35, 64 MiB, no boot disk,
+one empty SATA CD-ROM) and two ISO image files activated on loop devices, and removes them
+all at the end.
 
 The **bare** change (:func:`bare_change`) is written out call by call: the fewest libvirt
 calls a change from one CD to the other needs, issued directly on a libvirt connection, plus
@@ -16,7 +17,11 @@ Changes through the core and bare changes alternate, in both directions, in the 
 from __future__ import annotations
 
 import contextlib
+import grp
+import os
+import pwd
 import shutil
+import stat
 import statistics
 import tempfile
 import time
@@ -46,8 +51,40 @@ _Call = tuple[str, str, tuple[Any, ...], dict[str, Any]]
 T = TypeVar("T")
 
 
+# The users libvirt runs QEMU as: Debian's, then Fedora's.
+_QEMU_USERS = ("libvirt-qemu", "qemu")
+
+
+def domain_type(kvm: str = "/dev/kvm") -> str:
+    """``kvm`` where QEMU's user can open ``/dev/kvm``, else ``qemu`` (TCG, slower).
+
+    Without udev ``/dev/kvm`` stays ``root:root 0600``: root can open it but QEMU, run as its
+    own user, cannot, so asking libvirt for ``kvm`` there would fail.
+    """
+    try:
+        st = os.stat(kvm)
+    except OSError:
+        return "qemu"
+    if not stat.S_ISCHR(st.st_mode):
+        return "qemu"
+    if st.st_mode & 0o006 == 0o006:
+        return "kvm"
+    for name in _QEMU_USERS:
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+        if user.pw_uid == st.st_uid and st.st_mode & 0o600 == 0o600:
+            return "kvm"
+        if st.st_gid in groups and st.st_mode & 0o060 == 0o060:
+            return "kvm"
+        return "qemu"
+    return "kvm" if os.access(kvm, os.R_OK | os.W_OK) else "qemu"
+
+
 def _domain_xml(name: str, vm_uuid: str) -> str:
-    dom = etree.Element("domain", type="qemu")
+    dom = etree.Element("domain", type=domain_type())
     etree.SubElement(dom, "name").text = name
     etree.SubElement(dom, "uuid").text = vm_uuid
     etree.SubElement(dom, "memory", unit="MiB").text = "64"

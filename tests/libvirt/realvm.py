@@ -20,6 +20,7 @@ from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.libvirt.hypervisor import cdrom_elements, held_path, parse_domain_xml
 from ovirt_cdrom.adapters.libvirt.metadata import from_libvirt, to_libvirt
+from ovirt_cdrom.bench.real import domain_type
 from ovirt_cdrom.domain.model import DriveName, VmId, VolumeRef
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ UNRELATED_METADATA = f"""<ovirt-vm:vm xmlns:ovirt-vm="{NS}" xmlns:z="urn:example
 
 def domain_xml(name: str, vm_uuid: str, cdroms: tuple[str, ...] = ("sdc",),
                metadata: str | None = None) -> str:
-    """A small QEMU VM: TCG, q35, 64 MiB, no boot disk, empty SATA CD-ROMs."""
-    dom = etree.Element("domain", type="qemu")
+    """A small QEMU VM: KVM where QEMU may use it (else TCG), q35, 64 MiB, no boot disk,
+    empty SATA CD-ROMs."""
+    dom = etree.Element("domain", type=domain_type())
     etree.SubElement(dom, "name").text = name
     etree.SubElement(dom, "uuid").text = vm_uuid
     etree.SubElement(dom, "memory", unit="MiB").text = "64"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from ovirt_cdrom.bench.real import domain_type
 
 pytestmark = pytest.mark.libvirt
 
@@ -37,3 +39,12 @@ def test_real_bench_reports_the_change_the_bare_change_and_its_parts(libvirt_uri
     assert lv["storage_ms"]["min"] < lv["bare_ms"]["max"]
     assert report["libvirt_only_ms"] + report["storage_ms"] == pytest.approx(
         report["libvirt_bare_ms"], rel=0.25)
+
+
+def test_domain_type_is_kvm_only_where_qemu_can_open_the_device(tmp_path: Path) -> None:
+    assert domain_type(str(tmp_path / "missing")) == "qemu"
+    regular = tmp_path / "kvm"
+    regular.write_bytes(b"")
+    regular.chmod(0o666)
+    assert domain_type(str(regular)) == "qemu"  # not a character device
+    assert domain_type("/dev/null") == "kvm"  # a device anyone may open (0666)
