@@ -33,7 +33,7 @@ from ovirt_cdrom.domain.errors import (
     MetadataError,
     StorageError,
 )
-from ovirt_cdrom.domain.model import CdEntry, DriveName, Media, VmId, VolumeRef
+from ovirt_cdrom.domain.model import CdEntry, DriveEntries, DriveName, Media, VmId, VolumeRef
 from ovirt_cdrom.ports import Hypervisor, MetadataRepository, VolumeActivator
 
 T = TypeVar("T")
@@ -179,12 +179,12 @@ class FaultyMetadataRepository(MetadataRepository):
     def __init__(self, inner: MetadataRepository, plan: FaultPlan) -> None:
         self.inner, self.plan = inner, plan
 
-    def read(self, vm: VmId, drive: DriveName) -> tuple[CdEntry, ...]:
+    def read(self, vm: VmId, drive: DriveName) -> DriveEntries:
         return self.plan.call("metadata", "read", lambda: self.inner.read(vm, drive),
                               f"{vm} {drive}")
 
     def read_all(self, vm: VmId,
-                 drives: Sequence[DriveName]) -> Mapping[DriveName, tuple[CdEntry, ...]]:
+                 drives: Sequence[DriveName]) -> Mapping[DriveName, DriveEntries]:
         return self.plan.call("metadata", "read_all", lambda: self.inner.read_all(vm, drives),
                               f"{vm} {' '.join(map(str, drives))}")
 

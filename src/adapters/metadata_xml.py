@@ -26,8 +26,10 @@ from ovirt_cdrom.domain.errors import CdromError, InvalidMetadata
 from ovirt_cdrom.domain.model import (
     CdEntry,
     CdromSlot,
+    DriveEntries,
     DriveName,
     EntryState,
+    Unreadable,
     VolumeRef,
     parse_uuid,
 )
@@ -145,11 +147,32 @@ def _read_state(text: str | None, where: str) -> EntryState | None:
         raise InvalidMetadata(f"{where}: unknown state {text[:40]!r}") from None
 
 
-def read_entries(root: etree._Element, drive: DriveName) -> tuple[CdEntry, ...]:
-    """The drive's logical entries, from either encoding."""
+def read_entries(root: etree._Element, drive: DriveName) -> DriveEntries:
+    """The drive's logical entries, from either encoding, or :class:`Unreadable` naming the
+    volumes its elements still name clearly. Other drives read on regardless."""
     devices = _drive_devices(root, drive)
+    try:
+        return _read_entries(devices, drive)
+    except InvalidMetadata as err:
+        return Unreadable(err.reason, _salvage(devices))
+
+
+def _salvage(devices: Iterable[etree._Element]) -> tuple[VolumeRef, ...]:
+    """Every complete PDIV of UUIDs in the drive's elements and their changes, once each."""
+    found: dict[VolumeRef, None] = {}
+    for el in devices:
+        for node in (el, *el.iterchildren(_CHANGE)):
+            try:
+                volume = _read_pdiv(node, "device")
+            except InvalidMetadata:
+                continue
+            if volume is not None:
+                found[volume] = None
+    return tuple(found)
+
+
+def _read_entries(devices: list[etree._Element], drive: DriveName) -> tuple[CdEntry, ...]:
     entries: list[CdEntry] = []
-    nested = False
     for el in devices:
         where = f"device {drive}"
         state = _read_state(el.get("state"), where)
@@ -160,10 +183,8 @@ def read_entries(root: etree._Element, drive: DriveName) -> tuple[CdEntry, ...]:
             continue
         if len(changes) > 1 or state is not None or len(devices) > 1:
             raise InvalidMetadata(f"{where}: conflicting pending changes")
-        nested = True
         entries.extend(_expand_change(volume, changes[0], where))
-    if nested:
-        CdromSlot.from_entries(entries)  # validate the combination
+    CdromSlot.from_entries(entries)  # validate the combination
     return tuple(entries)
 
 
@@ -180,10 +201,12 @@ def _expand_change(volume: VolumeRef | None, change: etree._Element,
             return [CdEntry(EntryState.LOADING, new)]
         return [CdEntry(EntryState.EJECTING, volume), CdEntry(EntryState.LOADING, new)]
     if state is EntryState.EJECTING:
-        if volume is None:
-            raise InvalidMetadata(f"{where}: ejecting an empty drive")
         if new is None:
+            # Without a PDIV of its own: vdsm 4.50 ejecting a CD no entry names (one
+            # loaded by path), as its test fixture EJECTING_CD_NO_PDIV_METADATA_XML has it.
             return [CdEntry(EntryState.EJECTING, volume)]
+        if volume is None:
+            raise InvalidMetadata(f"{where}: a switched-out CD without the CD in the tray")
         # Our extension: the tray switched to `volume`, `new` is the old CD to tear down.
         return [CdEntry(None, volume), CdEntry(EntryState.EJECTING, new)]
     raise InvalidMetadata(f"{where}: a change without a state")

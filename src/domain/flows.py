@@ -22,6 +22,7 @@ from ovirt_cdrom.domain.errors import (
     CdromError,
     ChangeDiskFailed,
     GeneralException,
+    NoSuchVM,
     VolumeInUse,
     VolumeNotFound,
 )
@@ -32,6 +33,7 @@ from ovirt_cdrom.domain.model import (
     LoadPath,
     LoadVolume,
     Media,
+    Unreadable,
     VolumeRef,
 )
 from ovirt_cdrom.domain.recovery import Decision, Observation, decide
@@ -99,7 +101,7 @@ Flow = Generator[Command, Any, "FlowResult"]
 class FlowResult:
     """How a flow that returned (rather than raised) ended."""
 
-    slot: CdromSlot
+    slot: CdromSlot | Unreadable
     changed: bool = True
     clean: bool = True  # False: a marker stays for recovery (e.g. a teardown failed)
     # Recovery only: the table row it acted on (reported, not part of the outcome).
@@ -214,9 +216,9 @@ def is_noop(slot: CdromSlot, held: str | None, target: CdTarget) -> bool:
     return slot.current is None and held is None
 
 
-def consistent(slot: CdromSlot, held: str | None) -> bool:
+def consistent(slot: CdromSlot | Unreadable, held: str | None) -> bool:
     """Whether a settled slot names exactly what the tray holds."""
-    if not slot.settled:
+    if isinstance(slot, Unreadable) or not slot.settled:
         return False
     if slot.current is None:
         # An empty entry: the tray is empty or holds a legacy path we do not manage.
@@ -279,6 +281,8 @@ def _teardown_quietly(volume: VolumeRef) -> Generator[Command, Any, bool]:
 def _write_quietly(slot: CdromSlot) -> Generator[Command, Any, bool]:
     try:
         yield WriteSlot(slot)
+    except NoSuchVM:
+        raise  # the VM went away: nothing is left to record anything for
     except CdromError:
         log.exception("Cannot write CD-ROM metadata %s; recovery will reconcile", slot)
         return False
@@ -289,6 +293,8 @@ def _read_back() -> Generator[Command, Any, Any]:
     for attempt in range(1, _READ_BACK_ATTEMPTS + 1):
         try:
             held = yield ReadTray()
+        except NoSuchVM:
+            raise
         except CdromError:
             log.exception("Cannot read the drive back (attempt %d)", attempt)
             continue
@@ -296,7 +302,7 @@ def _read_back() -> Generator[Command, Any, Any]:
     return _UNKNOWN
 
 
-def recover_drive(slot: CdromSlot, held: str | None) -> Flow:
+def recover_drive(slot: CdromSlot | Unreadable, held: str | None) -> Flow:
     """Clean up one drive's leftovers: observe, decide (a pure table lookup), act.
 
     Returns a result that is ``clean`` when the metadata now names exactly what the tray

@@ -239,14 +239,36 @@ EMPTY_ENTRY = CdEntry()
 
 
 @dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A drive's CD-ROM metadata that cannot be understood: why, and what it names.
+
+    Entries no flow writes and no vdsm 4.50 state explains (ids that are not UUIDs, a
+    partial PDIV, conflicting entries). ``volumes`` are the volumes it still names
+    clearly: every complete PDIV of UUIDs found in the drive's elements. Recovery then
+    takes the tray as the truth (see ``recovery.decide``).
+    """
+
+    reason: str
+    volumes: tuple[VolumeRef, ...] = ()
+
+    def __str__(self) -> str:
+        return f"unreadable ({self.reason})"
+
+
+# What a metadata read gives for one drive: its entries, or why they cannot be read.
+DriveEntries = tuple[CdEntry, ...] | Unreadable
+
+
+@dataclass(frozen=True, slots=True)
 class CdromSlot:
     """What the metadata says about one CD-ROM drive.
 
-    ``current`` is the CD the tray is recorded to hold. ``pending`` is a change in
-    flight: ``Loading(volume)`` (into an empty tray, or replacing ``current``) or
-    ``Ejecting`` (``current`` is leaving). ``stale`` is an old CD already switched out
-    whose volume still awaits teardown. The five shapes map one to one onto the
-    design's metadata entries (see :meth:`entries`).
+    ``current`` is the CD the tray is recorded to hold. A change in flight is ``loading``
+    (a volume going into an empty tray, or replacing ``current``) or ``ejecting``
+    (``current`` is leaving; with no ``current``, a CD no entry names is leaving, as vdsm
+    4.50 marks the eject of a CD loaded by path). ``stale`` is an old CD already switched
+    out whose volume still awaits teardown. The shapes map one to one onto the design's
+    metadata entries (see :meth:`entries`).
     """
 
     current: VolumeRef | None = None
@@ -258,8 +280,8 @@ class CdromSlot:
         pending = (self.loading is not None) + self.ejecting + (self.stale is not None)
         if pending > 1:
             raise InvalidMetadata("more than one pending change on one CD-ROM")
-        if (self.ejecting or self.stale is not None) and self.current is None:
-            raise InvalidMetadata("an ejecting or switched-out CD needs a current CD")
+        if self.stale is not None and self.current is None:
+            raise InvalidMetadata("a switched-out CD needs a current CD")
         if self.current is not None and self.current in (self.loading, self.stale):
             raise InvalidMetadata(f"volume {self.current} is both current and pending")
 
@@ -293,8 +315,8 @@ class CdromSlot:
         entries = tuple(entries)
         states = tuple(e.state for e in entries)
         for e in entries:
-            if e.state is not None and e.volume is None:
-                raise InvalidMetadata(f"a {e.state.value} entry without a volume")
+            if e.state is EntryState.LOADING and e.volume is None:
+                raise InvalidMetadata("a loading entry without a volume")
         if len(entries) == 0:
             return cls()
         if len(entries) == 1:
@@ -303,13 +325,20 @@ class CdromSlot:
                 return cls(current=e.volume)
             if e.state is EntryState.LOADING:
                 return cls(loading=e.volume)
+            # `ejecting` alone; without a volume: a CD no entry names is leaving.
             return cls(current=e.volume, ejecting=True)
         if len(entries) == 2:
             a, b = entries
             if set(states) == {EntryState.EJECTING, EntryState.LOADING}:
                 old, new = (a, b) if a.state is EntryState.EJECTING else (b, a)
-                if old.volume == new.volume:
-                    raise InvalidMetadata("loading and ejecting the same volume")
+                if old.volume is None or old.volume == new.volume:
+                    # vdsm 4.50 loading the CD the entry already names (or loading over
+                    # a CD no entry names): whichever the tray holds stays. As an eject of
+                    # the named CD, recovery keeps it if the tray holds it and tears it
+                    # down otherwise; the new one needs no marker of its own.
+                    if old.volume is None:
+                        return cls(loading=new.volume)
+                    return cls(current=old.volume, ejecting=True)
                 return cls(current=old.volume, loading=new.volume)
             if set(states) == {None, EntryState.LOADING}:
                 now, new = (a, b) if a.state is None else (b, a)
@@ -319,15 +348,27 @@ class CdromSlot:
                     return cls(loading=new.volume)
             if set(states) == {None, EntryState.EJECTING}:
                 now, old = (a, b) if a.state is None else (b, a)
-                if now.volume is None:
-                    # An eject whose empty entry was written beside the marker.
-                    return cls(current=old.volume, ejecting=True)
+                if now.volume is None or old.volume is None:
+                    # An eject whose empty entry was written beside the marker (or a
+                    # marker naming nothing beside the entry of the CD in the tray).
+                    return cls(current=now.volume or old.volume, ejecting=True)
                 if now.volume == old.volume:
                     return cls(current=now.volume)
                 return cls(current=now.volume, stale=old.volume)
         raise InvalidMetadata(
             "conflicting CD-ROM entries: "
             + ", ".join(f"{s.value if s else 'none'}" for s in states))
+
+    @classmethod
+    def read(cls, entries: DriveEntries) -> CdromSlot | Unreadable:
+        """The slot the entries describe, or :class:`Unreadable` when they describe none."""
+        if isinstance(entries, Unreadable):
+            return entries
+        try:
+            return cls.from_entries(entries)
+        except InvalidMetadata as err:
+            named = tuple(dict.fromkeys(e.volume for e in entries if e.volume is not None))
+            return Unreadable(err.reason or str(err), named)
 
     # --- moving ----------------------------------------------------------------------
 
@@ -430,6 +471,10 @@ class VolumeUsers:
 
     def users(self, volume: VolumeRef) -> frozenset[DriveKey]:
         return frozenset(self._users.get(volume, ()))
+
+    def holders(self) -> list[DriveKey]:
+        """Every drive recorded as using some volume."""
+        return list(self._by_user)
 
     def forget_drive(self, user: DriveKey) -> None:
         for volume in list(self._by_user.get(user, ())):

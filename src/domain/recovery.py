@@ -16,7 +16,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ovirt_cdrom.domain.model import CdromSlot, VolumeRef
+from ovirt_cdrom.domain.model import CdromSlot, Unreadable, VolumeRef
 
 
 class Shape(enum.Enum):
@@ -95,12 +95,13 @@ RECOVERY_TABLE: tuple[Row, ...] = (
 class Observation:
     """What recovery saw for one drive."""
 
-    slot: CdromSlot
+    slot: CdromSlot | Unreadable
     held: str | None                 # the path in the tray, None when empty
     active: frozenset[VolumeRef]     # which of the slot's volumes are active
 
     @classmethod
-    def of(cls, slot: CdromSlot, held: str | None, active: Iterable[VolumeRef]) -> Observation:
+    def of(cls, slot: CdromSlot | Unreadable, held: str | None,
+           active: Iterable[VolumeRef]) -> Observation:
         return cls(slot, held, frozenset(active))
 
 
@@ -145,6 +146,10 @@ def held_role(slot: CdromSlot, held: str | None) -> Role:
 
 def decide(obs: Observation) -> Decision:
     """Decide what recovery does for one drive."""
+    if isinstance(obs.slot, Unreadable):
+        return _converge(obs, "unreadable",
+                         "beyond the design: metadata not understood, the tray is the truth: "
+                         "name what it holds, tear down the rest")
     shape = shape_of(obs.slot)
     by_role = roles(obs.slot)
     holds = held_role(obs.slot, obs.held)
@@ -160,10 +165,11 @@ def decide(obs: Observation) -> Decision:
             teardown = tuple(v for r in row.teardown if (v := by_role.get(r)) is not None)
             return Decision(row.case, teardown, CdromSlot(current=by_role.get(row.keep)),
                             row.design)
-    return _converge(obs)
+    return _converge(obs, "converge", "beyond the design: name what the VM holds, "
+                     "tear down the rest")
 
 
-def _converge(obs: Observation) -> Decision:
+def _converge(obs: Observation, case: str, design: str) -> Decision:
     """The rule behind every row: keep what the tray holds, tear down every other volume.
 
     Used for what the design does not list, e.g. a settled entry naming a CD the tray no
@@ -171,5 +177,4 @@ def _converge(obs: Observation) -> Decision:
     """
     kept = next((v for v in obs.slot.volumes if v.is_at(obs.held)), None)
     teardown = tuple(v for v in obs.slot.volumes if v != kept and v in obs.active)
-    return Decision("converge", teardown, CdromSlot(current=kept),
-                    "beyond the design: name what the VM holds, tear down the rest")
+    return Decision(case, teardown, CdromSlot(current=kept), design)

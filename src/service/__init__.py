@@ -18,16 +18,19 @@ from ovirt_cdrom.domain.errors import (
     CdromError,
     DriveBusy,
     MigrationInProgress,
+    NoSuchDrive,
+    NoSuchVM,
     VolumeInUse,
     internal_error,
 )
 from ovirt_cdrom.domain.model import (
-    CdEntry,
     CdromSlot,
     CdTarget,
+    DriveEntries,
     DriveKey,
     DriveName,
     Media,
+    Unreadable,
     VmId,
     VolumeRef,
     VolumeUsers,
@@ -49,7 +52,7 @@ class ChangeResult:
 class DriveRecovery:
     vm: VmId
     drive: DriveName
-    slot: CdromSlot | None
+    slot: CdromSlot | Unreadable | None
     changed: bool
     clean: bool
     error: CdromError | None = None
@@ -61,14 +64,13 @@ class DriveRecovery:
 class RecoveryReport:
     drives: list[DriveRecovery] = field(default_factory=list)
     vm_errors: dict[VmId, CdromError] = field(default_factory=dict)
+    # VMs that went away (shut down, destroyed) before recovery could look at them: they
+    # hold nothing any more, so nothing is left to recover. Not an error.
+    gone: list[VmId] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not self.vm_errors and all(d.clean and d.error is None for d in self.drives)
-
-    def extend(self, other: RecoveryReport) -> None:
-        self.drives.extend(other.drives)
-        self.vm_errors.update(other.vm_errors)
 
 
 class CdromService:
@@ -79,16 +81,21 @@ class CdromService:
         self._hv = hypervisor
         self._volumes = volumes
         self._md = metadata
-        self._guard = threading.Lock()
+        # Guards the bookkeeping below (never held across a port call).
+        self._lock = threading.Lock()
         self._drive_locks: dict[DriveKey, threading.Lock] = {}
         self._volume_locks: dict[VolumeRef, threading.Lock] = {}
+        # One writer of a VM's metadata block at a time: a write replaces the whole block,
+        # so two interleaved writes (two drives of one VM) would lose one's entries.
+        self._metadata_locks: dict[VmId, threading.Lock] = {}
         self._users = VolumeUsers()
-        self._users_lock = threading.Lock()
-        # Recovery observes drives without their locks, then looks again only at drives on
-        # which an operation finished after it looked: `_done_at[key]` is the value of the
-        # `_finished` counter when the last operation on that drive finished.
-        self._finished = 0
-        self._done_at: dict[DriveKey, int] = {}
+        # What runs on each drive: `_busy` holds the drives with an operation running;
+        # `_last_op[key]` is the value of the `_ops` counter when one last began or ended
+        # there. An observation of a drive made without its lock, after the counter read
+        # `seen`, still holds if the drive is idle and `_last_op[key] <= seen`.
+        self._ops = 0
+        self._last_op: dict[DriveKey, int] = {}
+        self._busy: set[DriveKey] = set()
 
     # --- public API ------------------------------------------------------------------
 
@@ -100,98 +107,130 @@ class CdromService:
         """
         key = DriveKey(vm, drive)
         with self._drive_lock(key):
+            self._begin(key)
             try:
                 return self._change_cd(key, target)
             finally:
-                self._mark_done(key)
+                self._end(key)
 
     def _change_cd(self, key: DriveKey, target: CdTarget) -> ChangeResult:
         vm, drive = key.vm, key.drive
         if self._hv.is_migrating(vm):
             raise MigrationInProgress(f"VM {vm} is migrating")
         held = self._hv.cdrom(vm, drive)
-        slot = CdromSlot.from_entries(self._md.read(vm, drive))
+        slot = CdromSlot.read(self._md.read(vm, drive))
         self._note_holder(key, slot, held)
         recovered = False
         if not flows.consistent(slot, held):
             log.info("Drive %s has leftovers (%s); recovering before the change", key, slot)
             done = self._run(key, flows.recover_drive(slot, held))
-            if not done.clean:
+            if not done.clean or not isinstance(done.slot, CdromSlot):
                 raise DriveBusy(f"recovery left {done.slot}", vm=vm, drive=drive)
             slot, recovered = done.slot, True
+        assert isinstance(slot, CdromSlot)  # consistent: settled
         result = self._run(key, flows.change_cd(slot, held, target))
         if not result.clean:
             log.warning("Change on %s succeeded; leftovers kept for recovery: %s",
                         key, result.slot)
+        assert isinstance(result.slot, CdromSlot)
         return ChangeResult(result.slot, result.changed, result.clean, recovered)
 
-
-    def recover(self, vm: VmId) -> RecoveryReport:
-        """Clean up every CD-ROM drive of one VM (e.g. when vdsm recovers the VM)."""
-        return self._recover_vms([vm])
+    def recover(self, *vms: VmId) -> RecoveryReport:
+        """Clean up every CD-ROM drive of these VMs (e.g. when vdsm recovers a VM)."""
+        return self._recover_vms(list(vms))
 
     def recover_all(self) -> RecoveryReport:
         """Recover every VM on the host, as at host start.
 
         A first pass records which volumes every VM holds, so that no VM's recovery tears
         down a volume another VM holds; a second pass cleans up the drives that need it.
+        Volume users recorded for VMs the host no longer runs are dropped.
         """
-        return self._recover_vms(self._hv.vm_ids())
+        with self._lock:
+            seen = self._ops
+        vms = self._hv.vm_ids()
+        self._forget_vms_but(set(vms), seen)
+        return self._recover_vms(vms)
+
+    def _forget_vms_but(self, running: set[VmId], seen: int) -> None:
+        """Drop the volume users of drives of VMs not ``running`` that nothing touched
+        since the counter read ``seen`` (a VM started meanwhile keeps its records)."""
+        with self._lock:
+            for key in self._users.holders():
+                if key.vm not in running and key not in self._busy \
+                        and self._last_op.get(key, 0) <= seen:
+                    self._users.forget_drive(key)
 
     def _recover_vms(self, vms: list[VmId]) -> RecoveryReport:
         report = RecoveryReport()
         observed: list[tuple[VmId, Mapping[DriveName, str | None],
-                             Mapping[DriveName, tuple[CdEntry, ...]], int]] = []
+                             Mapping[DriveName, DriveEntries], int]] = []
         for vm in vms:
-            seen = self._finished
+            with self._lock:
+                seen = self._ops
             try:
                 trays = self._hv.cdroms(vm)
                 entries = self._md.read_all(vm, list(trays))
+            except NoSuchVM:
+                log.info("VM %s went away before its CD-ROMs were recovered", vm)
+                report.gone.append(vm)
+                continue
             except CdromError as err:
                 log.error("Cannot recover CD-ROMs of VM %s: %s", vm, err)
                 report.vm_errors[vm] = err
                 continue
             observed.append((vm, trays, entries, seen))
-            for drive, held in trays.items():
-                try:
-                    slot = CdromSlot.from_entries(entries.get(drive, ()))
-                except CdromError:
-                    continue  # reported by the second pass
-                # Additive: the second pass makes each drive's claims exact, under its lock.
-                with self._users_lock:
-                    for volume in slot.volumes:
-                        if volume.is_at(held):
-                            self._users.claim(volume, DriveKey(vm, drive))
+            with self._lock:
+                for drive, held in trays.items():
+                    key = DriveKey(vm, drive)
+                    if key in self._busy or self._last_op.get(key, 0) > seen:
+                        continue  # changed since we looked: its own operation keeps count
+                    self._claim_held(key, CdromSlot.read(entries.get(drive, ())), held)
         for vm, trays, entries, seen in observed:
             for drive, held in trays.items():
-                report.drives.append(
-                    self._recover_drive(vm, drive, held, entries.get(drive, ()), seen))
+                try:
+                    report.drives.append(
+                        self._recover_drive(vm, drive, held, entries.get(drive, ()), seen))
+                except NoSuchVM:
+                    log.info("VM %s went away while its CD-ROMs were recovered", vm)
+                    report.drives = [d for d in report.drives if d.vm != vm]
+                    report.gone.append(vm)
+                    break
         return report
 
     def volume_users(self) -> dict[VolumeRef, frozenset[DriveKey]]:
         """A snapshot of the host-wide volume users (for diagnostics and tests)."""
-        with self._users_lock:
+        with self._lock:
             return self._users.snapshot()
 
     # --- internals -------------------------------------------------------------------
 
     def _recover_drive(self, vm: VmId, drive: DriveName, held: str | None,
-                       entries: tuple[CdEntry, ...], seen: int) -> DriveRecovery:
+                       entries: DriveEntries, seen: int) -> DriveRecovery:
+        """Recover one drive; raises NoSuchVM when the VM went away meanwhile."""
         key = DriveKey(vm, drive)
         try:
             with self._drive_lock(key):
-                if self._done_at.get(key, 0) > seen:
-                    # An operation ran on the drive since we looked: look again.
-                    held = self._hv.cdrom(vm, drive)
-                    entries = self._md.read(vm, drive)
-                slot = CdromSlot.from_entries(entries)
-                self._note_holder(key, slot, held)
-                if flows.consistent(slot, held):
-                    return DriveRecovery(vm, drive, slot, changed=False, clean=True)
+                with self._lock:
+                    stale = self._last_op.get(key, 0) > seen
+                self._begin(key)
                 try:
+                    if stale:
+                        # An operation ran on the drive since we looked: look again.
+                        held = self._hv.cdrom(vm, drive)
+                        entries = self._md.read(vm, drive)
+                    slot = CdromSlot.read(entries)
+                    self._note_holder(key, slot, held)
+                    if flows.consistent(slot, held):
+                        return DriveRecovery(vm, drive, slot, changed=False, clean=True)
                     result = self._run(key, flows.recover_drive(slot, held))
                 finally:
-                    self._mark_done(key)
+                    self._end(key)
+        except NoSuchVM:
+            raise
+        except NoSuchDrive:
+            log.info("Drive %s went away while it was recovered", key)
+            return DriveRecovery(vm, drive, None, changed=False, clean=True)
         except CdromError as err:
             log.error("Cannot recover drive %s: %s", key, err)
             return DriveRecovery(vm, drive, None, changed=False, clean=False, error=err)
@@ -202,18 +241,30 @@ class CdromService:
                              case=decision.case if decision else None,
                              design=decision.design if decision else None)
 
-    def _mark_done(self, key: DriveKey) -> None:
-        with self._guard:
-            self._finished += 1
-            self._done_at[key] = self._finished
+    def _begin(self, key: DriveKey) -> None:
+        with self._lock:
+            self._ops += 1
+            self._last_op[key] = self._ops
+            self._busy.add(key)
 
-    def _note_holder(self, key: DriveKey, slot: CdromSlot, held: str | None) -> None:
+    def _end(self, key: DriveKey) -> None:
+        with self._lock:
+            self._ops += 1
+            self._last_op[key] = self._ops
+            self._busy.discard(key)
+
+    def _note_holder(self, key: DriveKey, slot: CdromSlot | Unreadable,
+                     held: str | None) -> None:
         """Record, from scratch, which volume this drive holds."""
-        with self._users_lock:
+        with self._lock:
             self._users.forget_drive(key)
-            for volume in slot.volumes:
-                if volume.is_at(held):
-                    self._users.claim(volume, key)
+            self._claim_held(key, slot, held)
+
+    def _claim_held(self, key: DriveKey, slot: CdromSlot | Unreadable,
+                    held: str | None) -> None:
+        for volume in slot.volumes:
+            if volume.is_at(held):
+                self._users.claim(volume, key)
 
     def _run(self, key: DriveKey, flow: flows.Flow) -> flows.FlowResult:
         """Drive a flow: execute each command it yields, feed back results and errors."""
@@ -241,7 +292,8 @@ class CdromService:
         return run(self, key, command)
 
     def _write_slot(self, key: DriveKey, command: flows.WriteSlot) -> None:
-        self._md.write(key.vm, key.drive, command.slot.entries())
+        with self._lock_of(self._metadata_locks, key.vm):
+            self._md.write(key.vm, key.drive, command.slot.entries())
 
     def _read_tray(self, key: DriveKey, command: flows.ReadTray) -> str | None:
         return self._hv.cdrom(key.vm, key.drive)
@@ -254,21 +306,57 @@ class CdromService:
 
     def _prepare(self, key: DriveKey, command: flows.Prepare) -> Media:
         volume = command.volume
-        with self._volume_lock(volume):
-            with self._users_lock:
+        with self._lock_of(self._volume_locks, volume):
+            with self._lock:
                 self._users.claim(volume, key)
             return self._volumes.prepare(volume)
 
     def _teardown(self, key: DriveKey, command: flows.Teardown) -> None:
         volume = command.volume
-        with self._volume_lock(volume):
-            with self._users_lock:
-                last = self._users.release(volume, key)
+        with self._lock_of(self._volume_locks, volume):
+            with self._lock:
+                self._users.release(volume, key)
                 others = self._users.users(volume)
-            if not last:
+            others = self._still_using(volume, others)
+            if others:
                 raise VolumeInUse(
                     f"{volume} is used by {', '.join(sorted(map(str, others)))}")
             self._volumes.teardown(volume)
+
+    def _still_using(self, volume: VolumeRef,
+                     users: frozenset[DriveKey]) -> frozenset[DriveKey]:
+        """The recorded users of ``volume`` that still use it.
+
+        A drive with an operation running keeps its claims (it may be loading the volume).
+        An idle one is looked at: a VM shut down or destroyed, or a tray that no longer
+        holds the volume, is no user any more, and its record goes. Called with the
+        volume's lock held, so no prepare of the volume runs meanwhile.
+        """
+        still = set()
+        for user in sorted(users, key=str):
+            with self._lock:
+                busy = user in self._busy
+            if busy:
+                still.add(user)
+                continue
+            try:
+                holds = volume.is_at(self._hv.cdrom(user.vm, user.drive))
+            except (NoSuchVM, NoSuchDrive):
+                holds = False
+            except CdromError as err:
+                log.warning("Cannot tell whether %s still holds %s (%s): keeping it",
+                            user, volume, err)
+                holds = True
+            if holds:
+                still.add(user)
+                continue
+            log.info("%s no longer holds %s: dropping its record", user, volume)
+            with self._lock:
+                if user not in self._busy:
+                    self._users.release(volume, user)
+                else:
+                    still.add(user)
+        return frozenset(still)
 
     def _is_active(self, key: DriveKey, command: flows.IsActive) -> bool:
         return self._volumes.is_active(command.volume)
@@ -278,18 +366,14 @@ class CdromService:
 
     def _drive_lock(self, key: DriveKey) -> threading.Lock:
         """The drive's lock (to hold with ``with``), created on first use."""
-        lock = self._drive_locks.get(key)
-        if lock is None:
-            with self._guard:
-                lock = self._drive_locks.setdefault(key, threading.Lock())
-        return lock
+        return self._lock_of(self._drive_locks, key)
 
-    def _volume_lock(self, volume: VolumeRef) -> threading.Lock:
-        """The volume's lock (to hold with ``with``), created on first use."""
-        lock = self._volume_locks.get(volume)
+    def _lock_of(self, locks: dict[Any, threading.Lock], name: object) -> threading.Lock:
+        """The lock of ``name`` in ``locks`` (to hold with ``with``), created on first use."""
+        lock = locks.get(name)
         if lock is None:
-            with self._guard:
-                lock = self._volume_locks.setdefault(volume, threading.Lock())
+            with self._lock:
+                lock = locks.setdefault(name, threading.Lock())
         return lock
 
 

@@ -17,7 +17,8 @@ from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.faults import TracedCall
 from ovirt_cdrom.adapters.memory import MemoryHost
 from ovirt_cdrom.adapters.memory.invariants import violations
-from ovirt_cdrom.domain.errors import CdromError
+from ovirt_cdrom.domain.errors import CdromError, InvalidMetadata
+from ovirt_cdrom.domain.model import Unreadable
 from ovirt_cdrom.simulator.runner import DriveRecovered, ScenarioRun, StepOutcome
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
@@ -73,8 +74,10 @@ def final_json(host: MemoryHost) -> dict[str, Any]:
                 try:
                     entries = metadata_xml.read_entries(vm.metadata, name)
                 except CdromError as err:
+                    entries = Unreadable(err.reason)
+                if isinstance(entries, Unreadable):
                     entry["metadata"] = None
-                    entry["metadata_error"] = err.message
+                    entry["metadata_error"] = InvalidMetadata(entries.reason).message
                 else:
                     entry["metadata"] = [e.as_dict() for e in entries]
                 entry["iface"], entry["index"] = drive.iface, drive.index

@@ -34,6 +34,7 @@ from ovirt_cdrom.domain.model import (
     DiskType,
     DriveName,
     EntryState,
+    Unreadable,
     VmId,
     VolumeRef,
     block_volume_path,
@@ -418,6 +419,8 @@ class CdromDriver:
         """The VM's CD-ROM entries: ``empty``, ``fedora``, ``ejecting:fedora, loading:debian``."""
         with self.host.lock:
             entries = metadata_xml.read_entries(self.host.vm(VMS[vm]).metadata, DRIVE)
+        if isinstance(entries, Unreadable):
+            return str(entries)
         return show_entries(entries)
 
     def active(self) -> list[str]:
@@ -442,6 +445,9 @@ class CdromDriver:
                     volume = self.host.volume_at(drive.source)
                     entries = metadata_xml.read_entries(vm.metadata, name)
                     where = f"{vm.id}/{name}"
+                    if isinstance(entries, Unreadable):
+                        found.append(f"{where}: unreadable metadata: {entries}")
+                        continue
                     if volume is not None:
                         held.add(volume)
                         if not self.host.volumes[volume]:

@@ -5,8 +5,9 @@ with ``OVIRT_CDROM_CRASH_AT_CALL=N`` and ``OVIRT_CDROM_CRASH_ACTION=sigkill`` th
 kills itself with SIGKILL right before its N-th port call.
 
     python crash_child.py change <vm-uuid> <drive_spec JSON or null>
-    python crash_child.py recover
-Prints one JSON line: the changeCD answer, or the recovery's cleanliness.
+    python crash_child.py recover <vm-uuid>...
+Prints one JSON line: the changeCD answer, or the recovery's cleanliness. Recovery looks
+only at the VMs named: another test run may share the libvirtd, and its VMs are its own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import sys
 
 from ovirt_cdrom.container import build
+from ovirt_cdrom.domain.model import VmId
 
 
 def main(argv: list[str]) -> int:
@@ -24,7 +26,7 @@ def main(argv: list[str]) -> int:
                                                    "drive_spec": json.loads(argv[2])})
         print(json.dumps({"answer": answer, "calls": _calls(app)}))
         return 0
-    report = app.core.service().recover_all()
+    report = app.core.service().recover(*(VmId.parse(vm) for vm in argv[1:]))
     print(json.dumps({"clean": report.clean,
                       "errors": [str(d.error) for d in report.drives if d.error]
                       + [str(e) for e in report.vm_errors.values()]}))

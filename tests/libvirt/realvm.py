@@ -21,7 +21,7 @@ from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.libvirt.hypervisor import cdrom_elements, held_path, parse_domain_xml
 from ovirt_cdrom.adapters.libvirt.metadata import from_libvirt, to_libvirt
 from ovirt_cdrom.bench.real import domain_type
-from ovirt_cdrom.domain.model import DriveName, VmId, VolumeRef
+from ovirt_cdrom.domain.model import DriveName, Unreadable, VmId, VolumeRef
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,9 @@ def promise_violations(real: RealHost, vms: list[VmId], drive: str = "sdc") -> l
         block = from_libvirt(None if stored is None else etree.tostring(stored).decode())
         entries = metadata_xml.read_entries(block, name)
         device = device_of(tray)
+        if isinstance(entries, Unreadable):
+            found.append(f"VM {vm}: unreadable metadata: {entries}")
+            continue
         if device is not None:
             held.add(device)
         if any(e.state is not None for e in entries):

@@ -90,7 +90,7 @@ def test_sigkill_before_each_port_call_then_recovery_keeps_the_promises(
             break
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         outcomes[crash_at] = "killed"
-        recovered = run_child(real_host, ["recover"])
+        recovered = run_child(real_host, ["recover", vm.value])
         assert recovered.returncode == 0, recovered.stderr
         report = json.loads(recovered.stdout.splitlines()[-1])
         found = promise_violations(real_host, [vm])

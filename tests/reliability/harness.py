@@ -28,6 +28,7 @@ from ovirt_cdrom.domain.model import (
     CdromSlot,
     DriveKey,
     DriveName,
+    Unreadable,
     VmId,
     VolumeRef,
     block_volume_path,
@@ -145,9 +146,9 @@ class Rig:
     def tray(self, drive: Drive) -> str | None:
         return self.host.drive(drive.vm, drive.name).source
 
-    def slot(self, drive: Drive) -> CdromSlot:
+    def slot(self, drive: Drive) -> CdromSlot | Unreadable:
         block = self.host.vm(drive.vm).metadata
-        return CdromSlot.from_entries(metadata_xml.read_entries(block, drive.name))
+        return CdromSlot.read(metadata_xml.read_entries(block, drive.name))
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a call could change on the host, in comparable form."""
@@ -188,6 +189,9 @@ def unrecorded_active(rig: Rig) -> list[str]:
                 try:
                     entries = metadata_xml.read_entries(block, name)
                 except CdromError:
+                    continue
+                if isinstance(entries, Unreadable):
+                    named.update(entries.volumes)
                     continue
                 named.update(e.volume for e in entries if e.volume is not None)
         return [f"volume {v} is active, held by no VM and named by no metadata"

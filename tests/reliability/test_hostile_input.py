@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ovirt_cdrom.adapters.memory.invariants import violations
+from ovirt_cdrom.domain.model import CdromSlot, VmId
+from ovirt_cdrom.service import RecoveryReport
 
 from .harness import FIGURES, Rig, build_rig, spec
+
+SUCCESS: dict[str, Any] = {"vmList": {}}
 
 CODES = {1, 13, 41, 51, 75, 100, 1630}
 MUTATING = ("metadata.write", "volumes.prepare", "volumes.teardown", "hypervisor.load",
@@ -256,22 +261,30 @@ def two_loading_entries(rig: Rig) -> str:
             f"{entry(rig.volumes[1].as_dict())}</ovirt-vm:vm>")
 
 
-HOSTILE = [*HOSTILE_METADATA, "conflicting-changes", "two-loading-entries"]
+def interrupted_ejects(rig: Rig) -> None:
+    """An interrupted eject on drives 0 and 3 (other VMs): marker, volume still active."""
+    for n in (0, 3):
+        d = rig.drives[n]
+        rig.host.drive(d.vm, d.name).source = None
+        slot = rig.slot(d)
+        assert isinstance(slot, CdromSlot)
+        rig.host.vm(d.vm).write_entries(d.name, slot.begin_eject().entries(), rig.encoding)
 
 
-@pytest.mark.parametrize("kind", HOSTILE)
+def assert_others_recovered(rig: Rig, report: RecoveryReport, victim: VmId) -> None:
+    others = [d for d in report.drives if d.vm != victim]
+    assert others and all(d.clean and d.error is None for d in others), others
+    for n in (0, 3):
+        assert rig.slot(rig.drives[n]) == CdromSlot()
+
+
+@pytest.mark.parametrize("kind", HOSTILE_METADATA)
 def test_hostile_metadata_is_a_typed_error_and_other_vms_still_recover(kind: str) -> None:
     # VM 1 (two drives) gets the hostile document; VMs 0 and 2 have leftovers to recover.
     rig = build_rig(loaded={0: 0, 3: 1})
     victim = rig.drives[1]
-    text = {"conflicting-changes": conflicting_changes, "two-loading-entries":
-            two_loading_entries}.get(kind, lambda r: HOSTILE_METADATA[kind])(rig)
-    rig.host.set_raw_metadata(victim.vm, text)
-    for n in (0, 3):  # an interrupted eject on each other VM: marker, volume still active
-        d = rig.drives[n]
-        rig.host.drive(d.vm, d.name).source = None
-        rig.host.vm(d.vm).write_entries(d.name, rig.slot(d).begin_eject().entries(),
-                                        rig.encoding)
+    rig.host.set_raw_metadata(victim.vm, HOSTILE_METADATA[kind])
+    interrupted_ejects(rig)
     FIGURES["hostile input: hostile metadata documents"] += 1
     answer = rig.api.changeCD(str(victim.vm), spec(victim, ("volume", 2), rig))
     assert answer.get("code") == 100, answer
@@ -281,9 +294,26 @@ def test_hostile_metadata_is_a_typed_error_and_other_vms_still_recover(kind: str
     report = rig.service.recover_all()
     victim_entries = [d for d in report.drives if d.vm == victim.vm]
     assert victim.vm in report.vm_errors or any(d.error for d in victim_entries)
-    others = [d for d in report.drives if d.vm != victim.vm]
-    assert others and all(d.clean and d.error is None for d in others), others
-    for n in (0, 3):
-        d = rig.drives[n]
-        assert rig.slot(d).settled and rig.slot(d).current is None
+    assert_others_recovered(rig, report, victim.vm)
     assert rig.host.active_volumes() == []
+
+
+@pytest.mark.parametrize("make", [conflicting_changes, two_loading_entries],
+                         ids=["conflicting-changes", "two-loading-entries"])
+def test_entries_no_flow_writes_are_settled_from_the_tray(make: Callable[[Rig], str]) -> None:
+    """A drive's entries that make no sense (well-formed XML, but no state the design or
+    vdsm 4.50 knows) do not block the drive: the tray is the truth, the volumes they name
+    that no tray holds are torn down, and the change asked for goes ahead."""
+    rig = build_rig(loaded={0: 0, 3: 1})
+    victim = rig.drives[1]
+    rig.host.set_raw_metadata(victim.vm, make(rig))
+    interrupted_ejects(rig)
+    FIGURES["hostile input: unreadable drive entries"] += 1
+    assert rig.api.changeCD(str(victim.vm), spec(victim, ("volume", 2), rig)) == SUCCESS
+    assert rig.volumes[2].is_at(rig.tray(victim))
+    assert rig.slot(victim) == CdromSlot(current=rig.volumes[2])
+    report = rig.service.recover_all()
+    assert report.clean, report
+    assert_others_recovered(rig, report, victim.vm)
+    assert rig.host.active_volumes() == [rig.volumes[2]]
+    assert violations(rig.host) == []

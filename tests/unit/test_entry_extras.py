@@ -64,7 +64,9 @@ def test_failed_change_leaves_the_entry_with_its_volume_chain(encoding: str,
 def test_marking_a_change_keeps_the_old_entry_extras_on_its_ejecting_entry() -> None:
     root = metadata_xml.parse_block(_block(OLD))
     entries = metadata_xml.read_entries(root, SDC)
-    pending = CdromSlot.from_entries(entries).begin_load(NEW)
+    slot = CdromSlot.read(entries)
+    assert isinstance(slot, CdromSlot)
+    pending = slot.begin_load(NEW)
     metadata_xml.write_entries(root, SDC, pending.entries())
     ejecting, loading = root.findall(f"{{{metadata_xml.NS}}}device")
     assert ejecting.get("state") == "ejecting" and ejecting.get("custom") == "kept"

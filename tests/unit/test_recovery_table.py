@@ -73,6 +73,7 @@ def observations(row: Row) -> list[Observation]:
 def matches(row: Row, obs: Observation) -> bool:
     """Whether ``row`` describes ``obs``, read from the row's cells alone."""
     slot = obs.slot
+    assert isinstance(slot, CdromSlot)
     if [e.state for e in slot_of(row.shape).entries()] != [e.state for e in slot.entries()]:
         return False
     for flag, role in ((row.loading_active, Role.LOADING), (row.ejecting_active, Role.EJECTING)):
@@ -87,7 +88,7 @@ def matches(row: Row, obs: Observation) -> bool:
 def agrees_with_converge(decision: Decision, obs: Observation) -> bool:
     """Same final entry, same teardown of active volumes; tearing down an inactive volume
     (a no-op that succeeds) is the only difference a row may have."""
-    rule = _converge(obs)
+    rule = _converge(obs, "converge", "")
     return (decision.final == rule.final
             and {v for v in decision.teardown if v in obs.active} == set(rule.teardown))
 
@@ -112,7 +113,7 @@ def test_row_is_matched_by_exactly_its_observations(row: Row) -> None:
 def test_row_decision_is_the_converge_rule(row: Row) -> None:
     for obs in observations(row):
         decision = decide(obs)
-        assert agrees_with_converge(decision, obs), (decision, _converge(obs))
+        assert agrees_with_converge(decision, obs), (decision, _converge(obs, "converge", ""))
 
 
 @pytest.mark.parametrize("row", RECOVERY_TABLE, ids=[r.case for r in RECOVERY_TABLE])
@@ -145,6 +146,7 @@ def label(obs: Observation) -> str:
     held = next((n for v, n in names.items() if v.is_at(obs.held)),
                 "foreign" if obs.held else "empty")
     active = "+".join(sorted(names[v] for v in obs.active)) or "none"
+    assert isinstance(obs.slot, CdromSlot)
     return f"{shape_of(obs.slot).name.lower()}-holds:{held}-active:{active}"
 
 

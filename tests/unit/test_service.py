@@ -32,6 +32,7 @@ from ovirt_cdrom.domain.model import (
     DriveName,
     Eject,
     LoadVolume,
+    Unreadable,
     VmId,
     VolumeRef,
     block_volume_path,
@@ -80,9 +81,9 @@ class Rig:
     def tray(self, vm: VmId = VM1) -> str | None:
         return self.host.drive(vm, self.drive).source
 
-    def slot(self, vm: VmId = VM1) -> CdromSlot:
-        return CdromSlot.from_entries(metadata_xml.read_entries(self.host.vm(vm).metadata,
-                                                                self.drive))
+    def slot(self, vm: VmId = VM1) -> CdromSlot | Unreadable:
+        return CdromSlot.read(metadata_xml.read_entries(self.host.vm(vm).metadata,
+                                                        self.drive))
 
     def loaded(self, volume: VolumeRef | None = None) -> None:
         """Put ``volume`` in VM1's tray through the service, then forget the calls."""
@@ -122,6 +123,7 @@ def assert_promises(rig: Rig, vm: VmId = VM1) -> None:
     host = rig.host
     tray = rig.tray(vm)
     entries = metadata_xml.read_entries(host.vm(vm).metadata, rig.drive)
+    assert not isinstance(entries, Unreadable), entries
     assert all(e.state is None for e in entries), entries
     slot = CdromSlot.from_entries(entries)
     held = host.volume_at(tray)

@@ -38,6 +38,7 @@ from ovirt_cdrom.domain.model import (  # noqa: E402
     CdEntry,
     DriveName,
     EntryState,
+    Unreadable,
     VmId,
     VolumeRef,
 )
@@ -97,7 +98,9 @@ class Vdsm:
                                               metadata_xml.NS, libvirt.VIR_DOMAIN_AFFECT_LIVE))
 
     def entries(self) -> tuple[CdEntry, ...]:
-        return metadata_xml.read_entries(self.block(), SDC)
+        entries = metadata_xml.read_entries(self.block(), SDC)
+        assert not isinstance(entries, Unreadable), entries
+        return entries
 
     def cd_elements(self) -> list[Any]:
         return [el for el in self.block().iterchildren(f"{{{metadata_xml.NS}}}device")
@@ -194,3 +197,14 @@ def test_vm_id_parsing_in_recovery_is_typed(vdsm: Vdsm) -> None:
     assert not report.clean
     assert [e.code for e in report.vm_errors.values()] == [100]
     assert VmId(vdsm.vm.value) not in report.vm_errors
+
+
+def test_a_vm_vdsm_drops_while_recovery_runs_is_reported_gone(vdsm: Vdsm) -> None:
+    """vdsm lists the VM, then the VM is destroyed (its domain object goes away) before
+    recovery reads it: nothing is left to recover, and that is no error."""
+    assert vdsm.change_cd("fedora") == {"vmList": {}}
+    listed = [vdsm.vm.value]
+    cdrom = bootstrap_vdsm(lambda vm_id: None, vdsm.storage, vm_ids=lambda: listed,
+                           probe=LoopProbe(vdsm.loop))
+    report = cdrom.recover_vm(vdsm.vm.value)
+    assert report.clean and report.gone == [vdsm.vm] and not report.vm_errors

@@ -30,7 +30,7 @@ from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection, error_code, map_error
 from ovirt_cdrom.domain.errors import InvalidMetadata, MetadataError
-from ovirt_cdrom.domain.model import CdEntry, DriveName, VmId
+from ovirt_cdrom.domain.model import CdEntry, DriveEntries, DriveName, VmId
 from ovirt_cdrom.ports import MetadataRepository
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,11 @@ class LibvirtMetadataRepository(MetadataRepository):
         self.connection = connection
         self.encoding = metadata_xml.Encoding.parse(encoding)
 
-    def read(self, vm: VmId, drive: DriveName) -> tuple[CdEntry, ...]:
+    def read(self, vm: VmId, drive: DriveName) -> DriveEntries:
         return metadata_xml.read_entries(self.read_block(vm), drive)
 
     def read_all(self, vm: VmId,
-                 drives: Sequence[DriveName]) -> Mapping[DriveName, tuple[CdEntry, ...]]:
+                 drives: Sequence[DriveName]) -> Mapping[DriveName, DriveEntries]:
         block = self.read_block(vm)
         return {d: metadata_xml.read_entries(block, d) for d in drives}
 

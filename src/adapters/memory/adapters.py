@@ -15,8 +15,10 @@ from ovirt_cdrom.domain.errors import (
 from ovirt_cdrom.domain.model import (
     CdEntry,
     DiskType,
+    DriveEntries,
     DriveName,
     Media,
+    Unreadable,
     VmId,
     VolumeRef,
 )
@@ -96,16 +98,29 @@ class MemoryMetadataRepository(MetadataRepository):
         self.host = host
         self.encoding = encoding
 
-    def read(self, vm: VmId, drive: DriveName) -> tuple[CdEntry, ...]:
+    def read(self, vm: VmId, drive: DriveName) -> DriveEntries:
         with self.host.script.call("metadata.read"), self.host.lock:
             return self.host.vm(vm).read_entries(drive)
 
     def read_all(self, vm: VmId,
-                 drives: Sequence[DriveName]) -> Mapping[DriveName, tuple[CdEntry, ...]]:
+                 drives: Sequence[DriveName]) -> Mapping[DriveName, DriveEntries]:
         with self.host.script.call("metadata.read_all"), self.host.lock:
             memory_vm = self.host.vm(vm)
             return {d: memory_vm.read_entries(d) for d in drives}
 
     def write(self, vm: VmId, drive: DriveName, entries: Sequence[CdEntry]) -> None:
+        """Read the whole block, replace the drive's entries, write the whole block back:
+        what libvirt's ``setMetadata`` offers. Two writers of one VM that interleave lose
+        one's update, as on a real host; keeping them apart is the caller's business."""
+        with self.host.lock:
+            memory_vm = self.host.vm(vm)
+            block = memory_vm.cd_entries()  # the read of the read-modify-write
         with self.host.script.call("metadata.write"), self.host.lock:
-            self.host.vm(vm).write_entries(drive, entries, self.encoding)
+            memory_vm = self.host.vm(vm)
+            now = memory_vm.cd_entries()
+            for other, seen in block.items():
+                if other != drive and now.get(other) != seen \
+                        and not isinstance(seen, Unreadable):
+                    # Another writer changed it meanwhile: the stale copy goes back.
+                    memory_vm.write_entries(other, seen, self.encoding)
+            memory_vm.write_entries(drive, entries, self.encoding)

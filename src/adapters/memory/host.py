@@ -24,7 +24,9 @@ from ovirt_cdrom.adapters.metadata_xml import Encoding
 from ovirt_cdrom.domain.errors import CdromError, NoSuchDrive, NoSuchVM
 from ovirt_cdrom.domain.model import (
     CdEntry,
+    CdromSlot,
     DiskType,
+    DriveEntries,
     DriveName,
     Media,
     VmId,
@@ -88,11 +90,13 @@ class MemoryVm:
 
     The block (``metadata``) is the truth. So that a change flow costs no XML, the
     in-memory adapters keep each drive's logical entries beside it (what
-    ``metadata_xml.read_entries`` gave or a write put there) and write design-encoded
-    entries into the block lazily: taking ``metadata`` first applies every pending write, in
-    order, then forgets the kept entries, since the caller may edit the element; the next
-    read parses the block again. Edit the element right after taking it: a reference kept
-    across adapter calls does not see writes made meanwhile until ``metadata`` is taken again.
+    ``metadata_xml.read_entries`` gave or a write put there) and write entries into the
+    block lazily: taking ``metadata`` first applies every pending write, in order, then
+    forgets the kept entries, since the caller may edit the element; the next read parses
+    the block again. Edit the element right after taking it: a reference kept across
+    adapter calls does not see writes made meanwhile until ``metadata`` is taken again.
+    (Lazy because it pays: writing the XML at every write makes a change about 4 times
+    slower, 6,100 instead of 28,700 changes/s in ``ovirt-cdrom bench``.)
     """
 
     __slots__ = ("_block", "_entries", "_pending", "drives", "id", "migrating", "raw_metadata")
@@ -103,11 +107,11 @@ class MemoryVm:
         self.drives: dict[DriveName, MemoryDrive] = {} if drives is None else drives
         self.migrating = migrating
         self._block = metadata_xml.new_block() if metadata is None else metadata
-        self._entries: dict[DriveName, tuple[CdEntry, ...]] = {}
+        self._entries: dict[DriveName, DriveEntries] = {}
         # Writes not yet in the block, by drive in the order of their first write. Only
-        # non-empty design-encoded writes wait here; replaying the last one per drive in
-        # that order gives the block the exact nodes the writes one by one would have.
-        self._pending: dict[DriveName, tuple[CdEntry, ...]] = {}
+        # non-empty writes wait here; replaying the last one per drive in that order gives
+        # the block the exact nodes the writes one by one would have.
+        self._pending: dict[DriveName, tuple[tuple[CdEntry, ...], Encoding]] = {}
         # An unparsed document (see MemoryHost.set_raw_metadata): parsed, untrusted, on read.
         self.raw_metadata: str | bytes | None = None
 
@@ -141,7 +145,7 @@ class MemoryVm:
             self.metadata = metadata_xml.parse_block(self.raw_metadata)
             self.raw_metadata = None
 
-    def read_entries(self, drive: DriveName) -> tuple[CdEntry, ...]:
+    def read_entries(self, drive: DriveName) -> DriveEntries:
         """The drive's entries, as ``metadata_xml.read_entries`` reads them from the block."""
         if self.raw_metadata is not None:
             self._adopt_raw()
@@ -157,21 +161,27 @@ class MemoryVm:
         if self.raw_metadata is not None:
             self._adopt_raw()
         entries = tuple(entries)
-        if encoding is not Encoding.DESIGN or not entries:
-            # Written now: the nested encoding reads back normalised, and removing the
-            # drive's nodes changes where a later write puts them.
+        if not entries and encoding is Encoding.DESIGN:
+            # Written now: removing the drive's nodes changes where a later write puts them.
             self._flush()
             self._entries.pop(drive, None)
             metadata_xml.write_entries(self._block, drive, entries, encoding)
             return
-        self._pending[drive] = entries
-        self._entries[drive] = entries  # what read_entries gives back for design entries
+        self._pending[drive] = (entries, encoding)
+        # What read_entries gives back once the entries are in the block: the nested
+        # encoding writes the slot the entries describe, and reads back its entries.
+        self._entries[drive] = (entries if encoding is Encoding.DESIGN
+                                else CdromSlot.from_entries(entries).entries())
+
+    def cd_entries(self) -> dict[DriveName, DriveEntries]:
+        """Every CD-ROM drive's entries: what a whole-block read tells of them."""
+        return {drive: self.read_entries(drive) for drive in self.drives}
 
     def _flush(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, {}
-            for drive, entries in pending.items():
-                metadata_xml.write_entries(self._block, drive, entries, Encoding.DESIGN)
+            for drive, (entries, encoding) in pending.items():
+                metadata_xml.write_entries(self._block, drive, entries, encoding)
 
 
 @dataclass(slots=True)
@@ -188,7 +198,8 @@ class Script:
 
     ``fail("volumes.prepare", StorageError("boom"))`` makes the next matching call raise
     (``effect="after"``: the call takes effect first, as a timeout does). ``before(name,
-    hook)`` runs ``hook`` at the start of each matching call (a barrier for deterministic
+    hook)`` runs ``hook`` at the start of each matching call, ``after(name, hook)`` once it
+    has done its work, before its caller sees the answer (barriers for deterministic
     interleavings). Names are ``<port>.<method>``: ``hypervisor.load``, ``volumes.teardown``,
     ``metadata.write``...; ``"*"`` matches any call.
     """
@@ -199,6 +210,7 @@ class Script:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._hooks: list[tuple[str, Callable[[str], None]]] = []
+        self._after: list[tuple[str, Callable[[str], None]]] = []
         self.calls: list[str] = []
 
     def fail(self, call: str, error: CdromError, effect: Effect = "before",
@@ -211,15 +223,20 @@ class Script:
         with self._lock:
             self._hooks.append((call, hook))
 
+    def after(self, call: str, hook: Callable[[str], None]) -> None:
+        with self._lock:
+            self._after.append((call, hook))
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
             self._hooks.clear()
+            self._after.clear()
             self.calls.clear()
 
     def call(self, name: str) -> AbstractContextManager[object]:
         """Wrap one adapter call: hooks, then a scripted failure before or after it."""
-        if not self._faults and not self._hooks:
+        if not self._faults and not self._hooks and not self._after:
             # Nothing scripted (the common case): record the call and hand back the host's
             # lock, which the caller takes next anyway (no hook runs outside it).
             self.calls.append(name)
@@ -231,12 +248,15 @@ class Script:
         with self._lock:
             self.calls.append(name)
             hooks = [h for c, h in self._hooks if c in (name, "*")]
+            after = [h for c, h in self._after if c in (name, "*")]
             fault = self._take_fault(name)
         for hook in hooks:
             hook(name)
         if fault is not None and fault.effect == "before":
             raise fault.error
         yield
+        for hook in after:
+            hook(name)
         if fault is not None:
             raise fault.error
 
@@ -284,6 +304,14 @@ class MemoryHost:
                 block = metadata_xml.parse_block(metadata)
             self.vms[vm] = MemoryVm(vm, migrating=migrating, metadata=block)
             return self.vms[vm]
+
+    def remove_vm(self, vm: VmId) -> None:
+        """The VM is gone (shut down or destroyed): its trays hold nothing any more."""
+        with self.lock:
+            memory_vm = self.vm(vm)
+            for drive in memory_vm.drives.values():
+                drive.source = None
+            del self.vms[vm]
 
     def set_raw_metadata(self, vm: VmId, text: str | bytes) -> None:
         """Store a metadata document unparsed, as libvirt holds it: it is parsed (and

@@ -12,7 +12,7 @@ from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.memory.host import MemoryHost
 from ovirt_cdrom.domain.errors import CdromError
-from ovirt_cdrom.domain.model import EMPTY_ENTRY, CdEntry, VmId
+from ovirt_cdrom.domain.model import EMPTY_ENTRY, CdEntry, Unreadable, VmId
 
 
 def unrelated_fingerprint(host: MemoryHost, vm: VmId) -> str:
@@ -64,7 +64,9 @@ def violations(host: MemoryHost, baseline: Mapping[VmId, str] | None = None,
                 try:
                     entries = metadata_xml.read_entries(vm.metadata, name)
                 except CdromError as err:
-                    found.append(f"{where}: unreadable metadata: {err}")
+                    entries = Unreadable(str(err))
+                if isinstance(entries, Unreadable):
+                    found.append(f"{where}: unreadable metadata: {entries.reason}")
                     continue
                 if any(e.state is not None for e in entries):
                     found.append(f"{where}: a state marker remains: {_show(entries)}")
