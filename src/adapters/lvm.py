@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovirt_cdrom.adapters.blocklinks import BlockLinks, resolve_legacy_path
+from ovirt_cdrom.adapters.blocklinks import BlockLinks, Ownership, resolve_legacy_path
 from ovirt_cdrom.adapters.runner import (
     CommandError,
     CommandRunner,
@@ -111,11 +111,13 @@ class LvmVolumeActivator(VolumeActivator):
     about that group see only those devices. ``root`` prefixes every host path (``/dev``,
     ``/run/vdsm``, ``/rhev``), for tests; ``dev`` overrides where LVM's device nodes are
     (``<root>/dev`` by default), so a test can activate real LVs yet keep links aside.
+    ``owner``: who owns the links and folders (vdsm's ``vdsm:kvm`` by default, see
+    :class:`Ownership`).
     """
 
     def __init__(self, root: Path = Path("/"), runner: CommandRunner | None = None,
                  lvm: str = "lvm", devices: Mapping[str, Sequence[str]] | None = None,
-                 *, dev: Path | None = None) -> None:
+                 *, dev: Path | None = None, owner: Ownership | None = None) -> None:
         self.root = Path(root)
         self.dev = Path(dev) if dev is not None else self.root / "dev"
         self.runner = runner if runner is not None else SubprocessRunner()
@@ -126,16 +128,22 @@ class LvmVolumeActivator(VolumeActivator):
                 if not _DEVICE_RE.match(d):
                     raise ValueError(f"unsupported device path for {vg}: {d!r}")
             self.devices[vg] = tuple(devs)
-        self.links = BlockLinks(self.root)
+        self.links = BlockLinks(self.root, owner)
 
     # --- VolumeActivator -------------------------------------------------------------
 
     def prepare(self, volume: VolumeRef) -> Media:
-        if self.is_active(volume):
+        was_active = self.is_active(volume)
+        if was_active:
             self._lvchange(volume, "--refresh")
         else:
             self._lvchange(volume, "--autobackup", "n", "--available", "y")
-        media = self.links.create(volume, str(self.device_path(volume)))
+        try:
+            media = self.links.create(volume, str(self.device_path(volume)))
+        except StorageError:
+            if not was_active:
+                self._deactivate_after_failure(volume)
+            raise
         log.info("prepared volume %s at %s", volume, media.path)
         return media
 
@@ -187,6 +195,13 @@ class LvmVolumeActivator(VolumeActivator):
         result = self._run("lvchange", *options, lv, vg=volume.domain_id)
         if not result.ok:
             raise self._error(result, f"logical volume {lv}")
+
+    def _deactivate_after_failure(self, volume: VolumeRef) -> None:
+        """Undo an activation whose links could not be made (the original error wins)."""
+        try:
+            self._lvchange(volume, "--autobackup", "n", "--available", "n")
+        except StorageError:
+            log.exception("could not deactivate %s after its links failed", volume)
 
     def _error(self, result: CompletedCommand, what: str) -> StorageError:
         stderr = "; ".join(result.stderr_lines)

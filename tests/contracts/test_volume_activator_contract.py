@@ -23,13 +23,14 @@ from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
 from ovirt_cdrom.adapters.memory import MemoryHost, MemoryVolumeActivator
 from ovirt_cdrom.adapters.runner import CommandRunner, CompletedCommand
 from ovirt_cdrom.domain.errors import ImageFileNotFound, VolumeInUse, VolumeNotFound
-from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef
+from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef, block_volume_path
 from ovirt_cdrom.ports import VolumeActivator
 from storage.realdev import LoopSandbox, loop_sandbox, new_volume
 
 
 class Backend(abc.ABC):
     activator: VolumeActivator
+    root: Path  # where the host's /run and /rhev are
 
     @abc.abstractmethod
     def add_volume(self) -> VolumeRef:
@@ -53,6 +54,7 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self.host = MemoryHost(files=set())
         self.activator = MemoryVolumeActivator(self.host)
+        self.root = Path("/")
 
     def add_volume(self) -> VolumeRef:
         volume = new_volume()
@@ -81,6 +83,7 @@ class LoopBackend(Backend):
     def __init__(self, sandbox: LoopSandbox) -> None:
         self.sandbox = sandbox
         self.activator = sandbox.activator()
+        self.root = sandbox.root
 
     def add_volume(self) -> VolumeRef:
         volume = new_volume()
@@ -131,7 +134,7 @@ class EmulatedLvm(CommandRunner):
 
 class EmulatedLvmBackend(Backend):
     def __init__(self, base: Path) -> None:
-        self.base = base
+        self.base = self.root = base
         self.lvm = EmulatedLvm(base / "dev")
         self.activator = LvmVolumeActivator(root=base, runner=self.lvm)
 
@@ -176,6 +179,15 @@ def test_prepare_returns_block_media_at_the_volume_path(backend: Backend) -> Non
     assert media.disk_type is DiskType.BLOCK
     assert volume.is_at(media.path)
     assert backend.activator.is_active(volume)
+
+
+def test_the_volume_is_where_vdsm_puts_it_under_the_host_root(backend: Backend) -> None:
+    volume = backend.add_volume()
+
+    media = backend.activator.prepare(volume)
+
+    # /rhev/data-center/mnt/blockSD/<sd>/images/<img>/<vol>, one rule for every host.
+    assert media.path == str(backend.root / block_volume_path(volume).lstrip("/"))
 
 
 def test_prepare_is_idempotent(backend: Backend) -> None:

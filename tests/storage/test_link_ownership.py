@@ -1,0 +1,46 @@
+"""Who owns what we make at vdsm's paths, and the configuration that says so."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from ovirt_cdrom.adapters.blocklinks import BlockLinks, Ownership
+from ovirt_cdrom.domain.model import VolumeRef
+
+VOLUME = VolumeRef("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222",
+                   "33333333-3333-3333-3333-333333333333", "44444444-4444-4444-4444-444444444444")
+
+
+def test_ownership_names_and_numbers() -> None:
+    nobody = Ownership.resolve("nobody", "nogroup")
+    assert (nobody.uid, nobody.gid) == (65534, 65534)
+    assert Ownership.resolve("36", 36, 0o750) == Ownership(36, 36, 0o750)
+    assert Ownership.resolve(36, "nogroup").gid == 65534
+
+
+def test_ownership_falls_back_to_the_running_user_without_a_vdsm_user() -> None:
+    assert Ownership.resolve("no-such-user-here", "kvm") == Ownership.running()
+    # A group the host lacks: the user's own group.
+    assert Ownership.resolve("nobody", "no-such-group-here").gid == 65534
+
+
+def test_ownership_refuses_a_bad_mode() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        Ownership.resolve(dir_mode=0o10000)
+
+
+def test_without_a_vdsm_user_everything_belongs_to_the_running_user(tmp_path: Path) -> None:
+    links = BlockLinks(tmp_path, Ownership.resolve("no-such-user-here"))
+
+    links.create(VOLUME, "/dev/x/y")
+
+    made = [p for p in tmp_path.rglob("*")]
+    assert made
+    for path in made:
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()), path
+        if stat.S_ISDIR(st.st_mode):
+            assert stat.S_IMODE(st.st_mode) == 0o755, path
