@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from ovirt_cdrom.adapters.blocklinks import BlockLinks, Ownership
+from ovirt_cdrom.container import load_config
 from ovirt_cdrom.domain.model import VolumeRef
 
 VOLUME = VolumeRef("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222",
@@ -30,6 +31,28 @@ def test_ownership_falls_back_to_the_running_user_without_a_vdsm_user() -> None:
 def test_ownership_refuses_a_bad_mode() -> None:
     with pytest.raises(ValueError, match="mode"):
         Ownership.resolve(dir_mode=0o10000)
+
+
+@pytest.mark.parametrize(("given", "mode"), [("0755", 0o755), ("0o750", 0o750), (493, 0o755),
+                                             ("700", 0o700)])
+def test_config_reads_the_folder_mode_in_octal(given: object, mode: int) -> None:
+    assert load_config({"link_dir_mode": given}, environ={})["link_dir_mode"] == mode
+
+
+@pytest.mark.parametrize("given", ["rwxr-xr-x", "0999", -1, 0o17777, True])
+def test_config_refuses_a_bad_folder_mode(given: object) -> None:
+    with pytest.raises(ValueError, match="link_dir_mode"):
+        load_config({"link_dir_mode": given}, environ={})
+
+
+def test_config_reads_the_owner_from_the_environment() -> None:
+    config = load_config(environ={"OVIRT_CDROM_LINK_USER": "36",
+                                  "OVIRT_CDROM_LINK_GROUP": "kvm"})
+
+    assert (config["link_user"], config["link_group"]) == ("36", "kvm")
+    defaults = load_config(environ={})
+    assert (defaults["link_user"], defaults["link_group"], defaults["link_dir_mode"]) == (
+        "vdsm", "kvm", 0o755)
 
 
 def test_without_a_vdsm_user_everything_belongs_to_the_running_user(tmp_path: Path) -> None:

@@ -12,11 +12,16 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
 from ovirt_cdrom.adapters.runner import RecordingRunner
+from ovirt_cdrom.container import build
 from ovirt_cdrom.domain.errors import StorageError
 from ovirt_cdrom.domain.model import VolumeRef, block_volume_path
 
@@ -242,3 +247,95 @@ def test_a_folder_in_place_of_a_link_is_never_replaced(
         activator.prepare(VOLUME)
 
     assert snapshot(tmp_path) == before
+
+
+# --- ownership -----------------------------------------------------------------------
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        unavailable("giving files another owner needs root")
+
+
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    """A scratch root another user can walk into (tmp_path's parents are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="ovirt-cdrom-owner-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root)
+
+
+def _configured(root: Path, **settings: str) -> LvmVolumeActivator:
+    """The LVM activator as the container builds it for a host, commands recorded."""
+    app = build({"activation": "lvm", "run_root": str(root), "lvm_devices": PVS[0],
+                 **settings}, environ={})
+    activator = app.libvirt.volumes()
+    assert isinstance(activator, LvmVolumeActivator)
+    activator.runner = RecordingRunner()
+    return activator
+
+
+@pytest.mark.root
+def test_folders_and_links_get_vdsm_owner_and_mode(open_root: Path) -> None:
+    _require_root()
+    activator = _configured(open_root, link_user=str(VDSM_UID), link_group=str(VDSM_GID))
+    old_umask = os.umask(0o077)
+    try:
+        activator.prepare(VOLUME)
+    finally:
+        os.umask(old_umask)
+
+    made = snapshot(open_root)
+    assert made, "nothing was made"
+    for path, (kind, _, mode, uid, gid, _) in made.items():
+        assert (uid, gid) == (VDSM_UID, VDSM_GID), path
+        if kind == "dir":
+            assert mode == 0o755, path
+    assert made[f"run/vdsm/storage/{SD}/{IMG}/{VOL}"][0] == "link"
+    assert made[f"rhev/data-center/mnt/blockSD/{SD}/images/{IMG}"][0] == "link"
+
+
+@pytest.mark.root
+def test_vdsm_can_add_its_images_beside_ours_and_clean_up_after_us(open_root: Path) -> None:
+    _require_root()
+    activator = _configured(open_root, link_user=str(VDSM_UID), link_group=str(VDSM_GID))
+    activator.prepare(VOLUME)
+
+    # vdsm (36:36) prepares another disk of the domain, then tears ours down as it would.
+    script = (
+        "import os, shutil, sys\n"
+        "sd, ours, image_link = sys.argv[1:]\n"
+        "other = os.path.join(sd, 'other-image')\n"
+        "os.makedirs(other)\n"
+        "os.symlink('/dev/sd/other', os.path.join(other, 'other-volume'))\n"
+        "shutil.rmtree(ours)\n"
+        "os.unlink(image_link)\n")
+    python = shutil.which("python3", path="/usr/bin:/bin")  # one vdsm may execute
+    if python is None:
+        pytest.skip("no system python3 to run as the vdsm user")
+    result = subprocess.run(
+        [python, "-c", script, str(open_root / STORAGE / SD), str(open_root / RUN),
+         str(open_root / IMAGE)],
+        user=VDSM_UID, group=VDSM_GID, capture_output=True, text=True, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert (open_root / STORAGE / SD / "other-image" / "other-volume").is_symlink()
+    assert not os.path.lexists(open_root / IMAGE)
+
+
+@pytest.mark.root
+def test_folders_that_exist_keep_their_owner(open_root: Path) -> None:
+    _require_root()
+    storage = open_root / STORAGE
+    storage.mkdir(parents=True)
+    storage.chmod(0o711)
+    activator = _configured(open_root, link_user=str(VDSM_UID), link_group=str(VDSM_GID))
+
+    activator.prepare(VOLUME)
+
+    st = os.lstat(storage)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o711)
+    assert os.lstat(storage / SD).st_uid == VDSM_UID
