@@ -19,6 +19,9 @@ environment variables ``OVIRT_CDROM_<KEY>`` which win):
 * ``storage_root`` (``loop`` only): the folder of the image files
 * ``run_root``: the folder under which volumes are linked at vdsm's paths
   (``run/vdsm/storage``, ``rhev/data-center/mnt/blockSD``); default ``/``
+* ``lvm_devices`` (``lvm`` only): devices to look for a storage domain's physical volumes
+  on, besides the host's multipath devices (a list, or one string separated by commas or
+  spaces); default none
 * ``link_user``, ``link_group``, ``link_dir_mode``: owner (names or numbers) and folder
   mode of the links and folders made at vdsm's paths; default ``vdsm``, ``kvm``, ``0755``
   (vdsm's), the running user where the host has no such user
@@ -67,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "libvirt_uri": "qemu:///system",
     "storage_root": None,
     "run_root": "/",
+    "lvm_devices": "",
     "link_user": VDSM_USER,
     "link_group": VDSM_GROUP,
     "link_dir_mode": "0755",
@@ -134,8 +138,9 @@ def _ownership(user: str | int, group: str | int, dir_mode: int) -> Ownership:
     return Ownership.resolve(user, group, dir_mode)
 
 
-def _lvm_activator(run_root: str, owner: Ownership) -> VolumeActivator:
-    return LvmVolumeActivator(Path(run_root), owner=owner)
+def _lvm_activator(run_root: str, search_devices: list[str],
+                   owner: Ownership) -> VolumeActivator:
+    return LvmVolumeActivator(Path(run_root), search_devices=search_devices, owner=owner)
 
 
 def _loop_activator(storage_root: str | None, run_root: str,
@@ -158,7 +163,7 @@ class LibvirtAdapters(containers.DeclarativeContainer):
                                 config.link_dir_mode)
     volumes = providers.Selector(
         config.activation,
-        lvm=providers.Singleton(_lvm_activator, config.run_root, owner),
+        lvm=providers.Singleton(_lvm_activator, config.run_root, config.lvm_devices, owner),
         loop=providers.Singleton(_loop_activator, config.storage_root, config.run_root,
                                  owner))
 
@@ -260,6 +265,7 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     for key, choices in _CHOICES.items():
         if config[key] not in choices:
             raise ValueError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+    config["lvm_devices"] = _device_list(config["lvm_devices"])
     config["link_dir_mode"] = _mode(config["link_dir_mode"])
     for key in ("link_user", "link_group"):
         value = config[key]
@@ -270,6 +276,16 @@ def load_config(overrides: Mapping[str, Any] | None = None,
         raise ValueError("activation 'loop' needs storage_root")
     metadata_xml.Encoding.parse(config["metadata_encoding"])
     return config
+
+
+def _device_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    if isinstance(value, list | tuple) and all(isinstance(d, str) for d in value):
+        return list(value)
+    raise ValueError(f"lvm_devices must be a list of device paths, got {value!r}")
 
 
 def _mode(value: Any) -> int:

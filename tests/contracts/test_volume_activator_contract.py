@@ -103,7 +103,8 @@ class LoopBackend(Backend):
 
 
 class EmulatedLvm(CommandRunner):
-    """Answers ``lvm lvchange`` as LVM does, keeping device nodes under ``dev``."""
+    """Answers ``lvm lvchange`` and ``lvm vgs`` as LVM does, keeping device nodes under
+    ``dev``; every volume group lies on :data:`EMULATED_PV`, seen only through it."""
 
     def __init__(self, dev: Path) -> None:
         self.dev = dev
@@ -114,8 +115,15 @@ class EmulatedLvm(CommandRunner):
     def run(self, argv: Sequence[str]) -> CompletedCommand:
         args = tuple(argv)
         self.calls.append(args)
-        assert args[:3] == ("lvm", "lvchange", "--config"), args
-        options, lv = args[4:-1], args[-1]
+        assert args[0] == "lvm" and args[2] == "--devices" and args[4] == "--config", args
+        vgs = {lv.split("/")[0] for lv in self.lvs}
+        if args[1] == "vgs":
+            vg = args[-1]
+            if vg in vgs and EMULATED_PV in args[3].split(","):
+                return CompletedCommand(args, 0, f"  {vg}|{EMULATED_PV}\n", "")
+            return CompletedCommand(args, 5, "", f'  Volume group "{vg}" not found\n')
+        assert args[1] == "lvchange", args
+        options, lv = args[6:-1], args[-1]
         assert options in (("--autobackup", "n", "--available", "y"),
                            ("--autobackup", "n", "--available", "n"),
                            ("--refresh",)), options
@@ -132,11 +140,15 @@ class EmulatedLvm(CommandRunner):
         return CompletedCommand(args, 0, "", "")
 
 
+EMULATED_PV = "/dev/mapper/36001405emulated"
+
+
 class EmulatedLvmBackend(Backend):
     def __init__(self, base: Path) -> None:
         self.base = self.root = base
         self.lvm = EmulatedLvm(base / "dev")
-        self.activator = LvmVolumeActivator(root=base, runner=self.lvm)
+        self.activator = LvmVolumeActivator(root=base, runner=self.lvm, multipath=False,
+                                            search_devices=[EMULATED_PV])
 
     def add_volume(self) -> VolumeRef:
         volume = new_volume()

@@ -45,14 +45,16 @@ def test_config_refuses_a_bad_folder_mode(given: object) -> None:
         load_config({"link_dir_mode": given}, environ={})
 
 
-def test_config_reads_the_owner_from_the_environment() -> None:
+def test_config_reads_owner_and_devices_from_the_environment() -> None:
     config = load_config(environ={"OVIRT_CDROM_LINK_USER": "36",
-                                  "OVIRT_CDROM_LINK_GROUP": "kvm"})
+                                  "OVIRT_CDROM_LINK_GROUP": "kvm",
+                                  "OVIRT_CDROM_LVM_DEVICES": "/dev/loop3, /dev/loop4"})
 
     assert (config["link_user"], config["link_group"]) == ("36", "kvm")
+    assert config["lvm_devices"] == ["/dev/loop3", "/dev/loop4"]
     defaults = load_config(environ={})
-    assert (defaults["link_user"], defaults["link_group"], defaults["link_dir_mode"]) == (
-        "vdsm", "kvm", 0o755)
+    assert (defaults["link_user"], defaults["link_group"], defaults["link_dir_mode"],
+            defaults["lvm_devices"]) == ("vdsm", "kvm", 0o755, [])
 
 
 def test_without_a_vdsm_user_everything_belongs_to_the_running_user(tmp_path: Path) -> None:
