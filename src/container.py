@@ -19,6 +19,12 @@ environment variables ``OVIRT_CDROM_<KEY>`` which win):
 * ``storage_root`` (``loop`` only): the folder of the image files
 * ``run_root``: the folder under which volumes are linked at vdsm's paths
   (``run/vdsm/storage``, ``rhev/data-center/mnt/blockSD``); default ``/``
+* ``lvm_devices`` (``lvm`` only): devices to look for a storage domain's physical volumes
+  on, besides the host's multipath devices (a list, or one string separated by commas or
+  spaces); default none
+* ``link_user``, ``link_group``, ``link_dir_mode``: owner (names or numbers) and folder
+  mode of the links and folders made at vdsm's paths; default ``vdsm``, ``kvm``, ``0755``
+  (vdsm's), the running user where the host has no such user
 * ``metadata_encoding``: ``design`` (default) or ``vdsm-4.50``
 * ``fault_injection``: ``off`` (default) or ``on``: wrap the ports in the decorators of
   ``adapters/faults.py``, armed by ``fail_at_call``, ``fail_effect`` (``before``/``after``),
@@ -35,6 +41,7 @@ from typing import Any
 import yaml
 from dependency_injector import containers, providers
 from ovirt_cdrom.adapters import metadata_xml
+from ovirt_cdrom.adapters.blocklinks import VDSM_GROUP, VDSM_USER, Ownership
 from ovirt_cdrom.adapters.faults import (
     FaultPlan,
     FaultyHypervisor,
@@ -63,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     "libvirt_uri": "qemu:///system",
     "storage_root": None,
     "run_root": "/",
+    "lvm_devices": "",
+    "link_user": VDSM_USER,
+    "link_group": VDSM_GROUP,
+    "link_dir_mode": "0755",
     "metadata_encoding": metadata_xml.Encoding.DESIGN.value,
     "fault_injection": "off",
     "fail_at_call": None,
@@ -123,14 +134,20 @@ def _libvirt_metadata(connection: Any, encoding: str) -> MetadataRepository:
     return LibvirtMetadataRepository(connection, metadata_xml.Encoding.parse(encoding))
 
 
-def _lvm_activator(run_root: str) -> VolumeActivator:
-    return LvmVolumeActivator(Path(run_root))
+def _ownership(user: str | int, group: str | int, dir_mode: int) -> Ownership:
+    return Ownership.resolve(user, group, dir_mode)
 
 
-def _loop_activator(storage_root: str | None, run_root: str) -> VolumeActivator:
+def _lvm_activator(run_root: str, search_devices: list[str],
+                   owner: Ownership) -> VolumeActivator:
+    return LvmVolumeActivator(Path(run_root), search_devices=search_devices, owner=owner)
+
+
+def _loop_activator(storage_root: str | None, run_root: str,
+                    owner: Ownership) -> VolumeActivator:
     if not storage_root:
         raise ValueError("activation 'loop' needs storage_root")
-    return LoopVolumeActivator(Path(storage_root), Path(run_root))
+    return LoopVolumeActivator(Path(storage_root), Path(run_root), owner=owner)
 
 
 class LibvirtAdapters(containers.DeclarativeContainer):
@@ -142,10 +159,13 @@ class LibvirtAdapters(containers.DeclarativeContainer):
     connection = providers.Singleton(_libvirt_connection, config.libvirt_uri)
     hypervisor = providers.Singleton(_libvirt_hypervisor, connection)
     metadata = providers.Singleton(_libvirt_metadata, connection, config.metadata_encoding)
+    owner = providers.Singleton(_ownership, config.link_user, config.link_group,
+                                config.link_dir_mode)
     volumes = providers.Selector(
         config.activation,
-        lvm=providers.Singleton(_lvm_activator, config.run_root),
-        loop=providers.Singleton(_loop_activator, config.storage_root, config.run_root))
+        lvm=providers.Singleton(_lvm_activator, config.run_root, config.lvm_devices, owner),
+        loop=providers.Singleton(_loop_activator, config.storage_root, config.run_root,
+                                 owner))
 
 
 def _vdsm_hypervisor(domains: Any) -> Hypervisor:
@@ -245,11 +265,39 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     for key, choices in _CHOICES.items():
         if config[key] not in choices:
             raise ValueError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+    config["lvm_devices"] = _device_list(config["lvm_devices"])
+    config["link_dir_mode"] = _mode(config["link_dir_mode"])
+    for key in ("link_user", "link_group"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+            raise ValueError(f"{key} must be a name or a number, got {value!r}")
     if config["adapters"] == "libvirt" and config["activation"] == "loop" \
             and not config["storage_root"]:
         raise ValueError("activation 'loop' needs storage_root")
     metadata_xml.Encoding.parse(config["metadata_encoding"])
     return config
+
+
+def _device_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    if isinstance(value, list | tuple) and all(isinstance(d, str) for d in value):
+        return list(value)
+    raise ValueError(f"lvm_devices must be a list of device paths, got {value!r}")
+
+
+def _mode(value: Any) -> int:
+    """An octal folder mode: ``"0755"``, ``"0o755"``, or an int (YAML reads 0755 as one)."""
+    try:
+        mode = value if isinstance(value, int) and not isinstance(value, bool) \
+            else int(str(value), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"link_dir_mode must be an octal mode such as 0755, got {value!r}")
+    return mode
 
 
 def build(overrides: Mapping[str, Any] | None = None,

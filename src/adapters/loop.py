@@ -2,8 +2,10 @@
 
 Each volume is an image file ``<storage_root>/<sd>/<img>/<vol>``. Preparing it attaches the
 file to a read-only loop device (reusing an attachment that exists) and exposes the device
-at vdsm's block layout under ``root`` (see :mod:`ovirt_cdrom.adapters.blocklinks`), so a
-real QEMU opens a real block device at the path it would get from LVM.
+at vdsm's block layout under ``root`` (see :mod:`ovirt_cdrom.adapters.blocklinks`: the same
+rules, owner and modes as the LVM activator, vdsm's image directory included), so a real
+QEMU opens a real block device at the path it would get from LVM. A prepare whose links
+cannot be made detaches the device again if it attached it.
 
 All state lives in the kernel: whether a volume is active is whether its file is attached
 (``losetup -j``), so a fresh process after a crash sees what the dead one left. The kernel
@@ -25,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from ovirt_cdrom.adapters.blocklinks import BlockLinks, resolve_legacy_path
+from ovirt_cdrom.adapters.blocklinks import BlockLinks, Ownership, resolve_legacy_path
 from ovirt_cdrom.adapters.runner import CommandError, CommandRunner, SubprocessRunner
 from ovirt_cdrom.domain.errors import StorageError, VolumeInUse, VolumeNotFound
 from ovirt_cdrom.domain.model import Media, VolumeRef
@@ -42,14 +44,15 @@ HOLDER_RECHECKS = (0.02, 0.05, 0.1)
 class LoopVolumeActivator(VolumeActivator):
     def __init__(self, storage_root: Path, root: Path,
                  runner: CommandRunner | None = None, *, losetup: str = "losetup",
-                 proc: Path = Path("/proc"), sys_block: Path = Path("/sys/block")) -> None:
+                 proc: Path = Path("/proc"), sys_block: Path = Path("/sys/block"),
+                 owner: Ownership | None = None) -> None:
         self.storage_root = Path(storage_root)
         self.root = Path(root)
         self.runner = runner if runner is not None else SubprocessRunner(timeout=60.0)
         self.losetup = losetup
         self.proc = Path(proc)
         self.sys_block = Path(sys_block)
-        self.links = BlockLinks(self.root)
+        self.links = BlockLinks(self.root, owner)
         # Serialises attach/detach within this process (two prepares of one volume must
         # not attach it twice).
         self._lock = threading.Lock()
@@ -64,7 +67,15 @@ class LoopVolumeActivator(VolumeActivator):
             image = self._existing_image(volume)
             attached = self.attached(image)
             device = attached[0] if attached else self._attach(image)
-            media = self.links.create(volume, device)
+            try:
+                media = self.links.create(volume, device)
+            except StorageError:
+                if not attached:  # ours: detach it again (the original error wins)
+                    try:
+                        self._losetup("--detach", device)
+                    except StorageError:
+                        log.exception("could not detach %s after its links failed", device)
+                raise
         log.info("prepared volume %s on %s at %s", volume, device, media.path)
         return media
 

@@ -23,13 +23,14 @@ from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
 from ovirt_cdrom.adapters.memory import MemoryHost, MemoryVolumeActivator
 from ovirt_cdrom.adapters.runner import CommandRunner, CompletedCommand
 from ovirt_cdrom.domain.errors import ImageFileNotFound, VolumeInUse, VolumeNotFound
-from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef
+from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef, block_volume_path
 from ovirt_cdrom.ports import VolumeActivator
 from storage.realdev import LoopSandbox, loop_sandbox, new_volume
 
 
 class Backend(abc.ABC):
     activator: VolumeActivator
+    root: Path  # where the host's /run and /rhev are
 
     @abc.abstractmethod
     def add_volume(self) -> VolumeRef:
@@ -53,6 +54,7 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self.host = MemoryHost(files=set())
         self.activator = MemoryVolumeActivator(self.host)
+        self.root = Path("/")
 
     def add_volume(self) -> VolumeRef:
         volume = new_volume()
@@ -81,6 +83,7 @@ class LoopBackend(Backend):
     def __init__(self, sandbox: LoopSandbox) -> None:
         self.sandbox = sandbox
         self.activator = sandbox.activator()
+        self.root = sandbox.root
 
     def add_volume(self) -> VolumeRef:
         volume = new_volume()
@@ -100,7 +103,8 @@ class LoopBackend(Backend):
 
 
 class EmulatedLvm(CommandRunner):
-    """Answers ``lvm lvchange`` as LVM does, keeping device nodes under ``dev``."""
+    """Answers ``lvm lvchange`` and ``lvm vgs`` as LVM does, keeping device nodes under
+    ``dev``; every volume group lies on :data:`EMULATED_PV`, seen only through it."""
 
     def __init__(self, dev: Path) -> None:
         self.dev = dev
@@ -111,8 +115,15 @@ class EmulatedLvm(CommandRunner):
     def run(self, argv: Sequence[str]) -> CompletedCommand:
         args = tuple(argv)
         self.calls.append(args)
-        assert args[:3] == ("lvm", "lvchange", "--config"), args
-        options, lv = args[4:-1], args[-1]
+        assert args[0] == "lvm" and args[2] == "--devices" and args[4] == "--config", args
+        vgs = {lv.split("/")[0] for lv in self.lvs}
+        if args[1] == "vgs":
+            vg = args[-1]
+            if vg in vgs and EMULATED_PV in args[3].split(","):
+                return CompletedCommand(args, 0, f"  {vg}|{EMULATED_PV}\n", "")
+            return CompletedCommand(args, 5, "", f'  Volume group "{vg}" not found\n')
+        assert args[1] == "lvchange", args
+        options, lv = args[6:-1], args[-1]
         assert options in (("--autobackup", "n", "--available", "y"),
                            ("--autobackup", "n", "--available", "n"),
                            ("--refresh",)), options
@@ -129,11 +140,15 @@ class EmulatedLvm(CommandRunner):
         return CompletedCommand(args, 0, "", "")
 
 
+EMULATED_PV = "/dev/mapper/36001405emulated"
+
+
 class EmulatedLvmBackend(Backend):
     def __init__(self, base: Path) -> None:
-        self.base = base
+        self.base = self.root = base
         self.lvm = EmulatedLvm(base / "dev")
-        self.activator = LvmVolumeActivator(root=base, runner=self.lvm)
+        self.activator = LvmVolumeActivator(root=base, runner=self.lvm, multipath=False,
+                                            search_devices=[EMULATED_PV])
 
     def add_volume(self) -> VolumeRef:
         volume = new_volume()
@@ -176,6 +191,15 @@ def test_prepare_returns_block_media_at_the_volume_path(backend: Backend) -> Non
     assert media.disk_type is DiskType.BLOCK
     assert volume.is_at(media.path)
     assert backend.activator.is_active(volume)
+
+
+def test_the_volume_is_where_vdsm_puts_it_under_the_host_root(backend: Backend) -> None:
+    volume = backend.add_volume()
+
+    media = backend.activator.prepare(volume)
+
+    # /rhev/data-center/mnt/blockSD/<sd>/images/<img>/<vol>, one rule for every host.
+    assert media.path == str(backend.root / block_volume_path(volume).lstrip("/"))
 
 
 def test_prepare_is_idempotent(backend: Backend) -> None:

@@ -146,3 +146,77 @@ def loop_sandbox(base: Path) -> Iterator[LoopSandbox]:
     sandbox.cleanup()
     left = loops_backed_under(base)
     assert not left, f"loop devices left attached: {left}"
+
+
+# --- LVM on loop devices, metadata only (no device-mapper needed) --------------------
+
+MiB = 1024 * 1024
+
+
+def require_lvm() -> None:
+    require_root()
+    if shutil.which("lvm") is None:
+        unavailable("lvm2 is not installed")
+
+
+def attach_loop(stack: contextlib.ExitStack, backing: Path, size: int = 64 * MiB) -> str:
+    """A loop device over a new sparse file, detached when ``stack`` closes."""
+    with backing.open("wb") as f:
+        f.truncate(size)
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    stack.callback(subprocess.run, ["losetup", "--detach", device], check=False)
+    return device
+
+
+def lvm_on(devices: list[str], *args: str, env: dict[str, str] | None = None) -> str:
+    """Run ``lvm`` seeing only ``devices``, writing no backups or archives: what the SPM
+    (another host) does to the domain, independent of this host's LVM configuration."""
+    conf = "backup { backup=0 archive=0 } devices { hints=\"none\" write_cache_state=0 }"
+    argv = ["lvm", args[0], "--devices", ",".join(devices), "--config", conf, *args[1:]]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False,
+                            env={**os.environ, "LC_ALL": "C", **(env or {})})
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+class LvmDomain:
+    """A block storage domain on loop devices: VG ``sd`` and its ISO volumes, made as the
+    SPM makes them (metadata only), and removed with its PVs when ``stack`` closes."""
+
+    POOL = "00000000-0000-0000-0000-000000000000"
+
+    def __init__(self, stack: contextlib.ExitStack, pvs: list[str]) -> None:
+        self.sd = str(uuid.uuid4())
+        self.pvs = list(pvs)
+        self.created = False
+        stack.callback(self._remove)
+        for pv in pvs:
+            lvm_on([pv], "pvcreate", "--yes", pv)
+        lvm_on(self.pvs, "vgcreate", self.sd, *pvs)
+        self.created = True
+
+    def extend(self, pv: str) -> None:
+        """The domain grows onto another LUN (vdsm's extendStorageDomain on the SPM)."""
+        self.pvs.append(pv)
+        lvm_on(self.pvs, "pvcreate", "--yes", pv)
+        lvm_on(self.pvs, "vgextend", self.sd, pv)
+
+    def add_volume(self, *on_pvs: str, size: int = 4 * MiB) -> VolumeRef:
+        """An inactive LV tagged ``IU_<image>`` as vdsm tags an image's volume."""
+        volume = VolumeRef(self.POOL, self.sd, str(uuid.uuid4()), str(uuid.uuid4()))
+        lvm_on(self.pvs, "lvcreate", "--driverloaded", "n", "--activate", "n", "--zero", "n",
+               "--size", f"{size}b", "--name", volume.volume_id,
+               "--addtag", f"IU_{volume.image_id}", "--addtag", f"PU_{self.POOL}",
+               self.sd, *on_pvs)
+        return volume
+
+    def _remove(self) -> None:
+        try:
+            if self.created:
+                lvm_on(self.pvs, "vgremove", "--driverloaded", "n", "--force", self.sd)
+        finally:
+            for pv in self.pvs:
+                subprocess.run(["lvm", "pvremove", "--devices", pv, "--yes", pv],
+                               capture_output=True, check=False)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator
-from ovirt_cdrom.domain.errors import VolumeInUse, VolumeNotFound
-from ovirt_cdrom.domain.model import DiskType
+from ovirt_cdrom.domain.errors import StorageError, VolumeInUse, VolumeNotFound
+from ovirt_cdrom.domain.model import DiskType, VolumeRef
 
 from .realdev import LoopSandbox, loop_sandbox, new_volume
 
@@ -25,6 +26,10 @@ def sandbox(tmp_path: Path) -> Iterator[LoopSandbox]:
 @pytest.fixture
 def activator(sandbox: LoopSandbox) -> LoopVolumeActivator:
     return sandbox.activator()
+
+
+def _domain_dir(volume: VolumeRef) -> str:
+    return f"rhev/data-center/mnt/blockSD/{volume.domain_id}"
 
 
 def _device_of(media_path: str) -> str:
@@ -138,3 +143,55 @@ def test_missing_image_file_is_volume_not_found(activator: LoopVolumeActivator) 
     with pytest.raises(VolumeNotFound):
         activator.teardown(volume)
     assert not activator.is_active(volume)
+
+
+def test_prepare_into_vdsm_image_directory_leaves_it_as_found(
+        sandbox: LoopSandbox, activator: LoopVolumeActivator) -> None:
+    volume = new_volume()
+    sandbox.add_volume(volume, b"CD001 in vdsm's folder")
+    image_dir = sandbox.root / _domain_dir(volume) / "images" / volume.image_id
+    image_dir.mkdir(parents=True)  # vdsm's, with a link of another volume of the image
+    (image_dir / "other-volume").symlink_to(f"/dev/{volume.domain_id}/other-volume")
+    before = sorted((p.name, os.readlink(p)) for p in image_dir.iterdir())
+
+    media = activator.prepare(volume)
+
+    assert media.path == str(image_dir / volume.volume_id)
+    assert not image_dir.is_symlink()
+    with open(media.path, "rb") as f:
+        assert f.read(22) == b"CD001 in vdsm's folder"
+    activator.teardown(volume)
+    assert sorted((p.name, os.readlink(p)) for p in image_dir.iterdir()) == before
+    assert not (sandbox.root / "run/ovirt-cdrom").exists()
+
+
+def test_a_prepare_whose_links_fail_detaches_what_it_attached(
+        sandbox: LoopSandbox, activator: LoopVolumeActivator) -> None:
+    volume = new_volume()
+    sandbox.add_volume(volume)
+    blocker = sandbox.root / _domain_dir(volume)
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+
+    with pytest.raises(StorageError, match="cannot link volume"):
+        activator.prepare(volume)
+
+    assert sandbox.attached() == []
+    assert not (sandbox.root / "run").exists()
+
+
+def test_a_prepare_whose_links_fail_keeps_an_attachment_it_found(
+        sandbox: LoopSandbox, activator: LoopVolumeActivator) -> None:
+    volume = new_volume()
+    sandbox.add_volume(volume)
+    device = _device_of(activator.prepare(volume).path)
+    shutil.rmtree(sandbox.root / "rhev")
+    blocker = sandbox.root / _domain_dir(volume)
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+
+    with pytest.raises(StorageError, match="cannot link volume"):
+        activator.prepare(volume)
+
+    assert sandbox.attached() == [device]
+    activator.teardown(volume)

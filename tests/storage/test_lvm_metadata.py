@@ -88,7 +88,7 @@ def domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Domain]:
 def activator(tmp_path: Path, domain: Domain) -> LvmVolumeActivator:
     # Links under tmp_path; LVM's device nodes where LVM puts them.
     return LvmVolumeActivator(root=tmp_path, devices={domain.sd: [domain.pv]},
-                              dev=Path("/dev"))
+                              search_devices=[domain.pv], dev=Path("/dev"))
 
 
 def test_list_volumes_reads_the_group(domain: Domain, activator: LvmVolumeActivator) -> None:
