@@ -2,7 +2,10 @@
 Feature: Legacy path route (ISO given by path)
   "If ISO is not specified by PDIV but by path, fall back to old behaviour": no metadata
   states when no volume is involved; a missing file is ImageFileNotFound. When a path
-  replaces (or an empty path ejects) a CD given by PDIV, its volume is torn down.
+  replaces (or an empty path ejects) a CD given by PDIV, its volume is torn down. A path
+  that names a storage domain's volume is that volume when the path holds its pool, and
+  is refused (UnsupportedOperation) when it does not: loaded as a file, nothing would
+  record it, and nothing would tear it down.
 
   Background:
     Given a host with the ISO volumes fedora, debian and ubuntu
@@ -85,4 +88,31 @@ Feature: Legacy path route (ISO given by path)
     And "vm1" shows "debian"
     And the metadata of "vm1" names "debian"
     And the active volumes are exactly "debian"
+    And nothing leaks and nothing lies
+
+  Scenario: A path naming a volume with its pool is that volume: prepared, recorded, torn down
+    Given "vm1" holds "fedora"
+    When the engine loads "debian" into "vm1" by its pool path
+    Then the call succeeds
+    And "vm1" shows "debian"
+    And the metadata of "vm1" names "debian"
+    And the active volumes are exactly "debian"
+    And nothing leaks and nothing lies
+
+  Scenario: A volume loaded by its pool path is torn down by the next eject
+    Given "vm1" holds "fedora"
+    When the engine loads "debian" into "vm1" by its pool path
+    And the engine ejects the CD of "vm1"
+    Then the call succeeds
+    And "vm1" shows no CD
+    And the active volumes are exactly "none"
+    And nothing leaks and nothing lies
+
+  Scenario: A block volume's path without its pool is refused and changes nothing
+    Given "vm1" holds "fedora"
+    When the engine loads "fedora" into "vm1" by its block path
+    Then the call fails with code 75
+    And "vm1" shows "fedora"
+    And the metadata of "vm1" names "fedora"
+    And the volume "fedora" is active
     And nothing leaks and nothing lies

@@ -6,8 +6,9 @@ API on them. ``Application`` picks an adapter set by configuration (``adapters``
 call :func:`build` (or instantiate ``Application`` and set its config) and ask for
 ``core.service()``.
 
-Configuration keys (a mapping, a YAML file named by ``OVIRT_CDROM_CONFIG``, or
-environment variables ``OVIRT_CDROM_<KEY>`` which win):
+Configuration keys, from (each later source winning) the defaults, a YAML file named by
+``OVIRT_CDROM_CONFIG``, environment variables ``OVIRT_CDROM_<KEY>``, and the caller's own
+settings (a scenario's keys, vdsm's arguments); see :func:`load_config`:
 
 * ``adapters``: ``memory`` (default) or ``libvirt`` (a real host: libvirt for the VMs
   and their metadata, volumes activated as chosen by ``activation``), or ``vdsm``
@@ -25,7 +26,8 @@ environment variables ``OVIRT_CDROM_<KEY>`` which win):
 * ``link_user``, ``link_group``, ``link_dir_mode``: owner (names or numbers) and folder
   mode of the links and folders made at vdsm's paths; default ``vdsm``, ``kvm``, ``0755``
   (vdsm's), the running user where the host has no such user
-* ``metadata_encoding``: ``design`` (default) or ``vdsm-4.50``
+* ``metadata_encoding``: ``vdsm-4.50`` (default: vdsm 4.50's nested ``<ovirt-vm:change>``,
+  which vdsm's own metadata reader understands) or ``design`` (the design's two entries)
 * ``fault_injection``: ``off`` (default) or ``on``: wrap the ports in the decorators of
   ``adapters/faults.py``, armed by ``fail_at_call``, ``fail_effect`` (``before``/``after``),
   ``crash_at_call`` and ``crash_action`` (``raise`` in process, ``sigkill`` for real crashes).
@@ -74,7 +76,8 @@ DEFAULTS: dict[str, Any] = {
     "link_user": VDSM_USER,
     "link_group": VDSM_GROUP,
     "link_dir_mode": "0755",
-    "metadata_encoding": metadata_xml.Encoding.DESIGN.value,
+    # vdsm's own metadata reader shares the block on a real host: it reads this encoding.
+    "metadata_encoding": metadata_xml.Encoding.VDSM_450.value,
     "fault_injection": "off",
     "fail_at_call": None,
     "fail_effect": "before",
@@ -236,24 +239,57 @@ class Application(containers.DeclarativeContainer):
     core = providers.Container(Core, hypervisor=hypervisor, volumes=volumes, metadata=metadata)
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key and where the
+    value came from (a file, an environment variable, or the caller)."""
+
+
 def load_config(overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Defaults, then the YAML file named by ``OVIRT_CDROM_CONFIG``, then the
-    environment, then ``overrides``."""
+    """The settings: ``DEFAULTS``, then the YAML file named by ``OVIRT_CDROM_CONFIG``, then
+    the environment's ``OVIRT_CDROM_<KEY>``, then ``overrides`` (the caller's own: a
+    scenario's keys, vdsm's arguments); each later source wins. Every value is checked,
+    whichever source gave it: a bad one is a :class:`ConfigError`."""
     environ = os.environ if environ is None else environ
     config = dict(DEFAULTS)
+    source = dict.fromkeys(DEFAULTS, "the default")
     path = environ.get(CONFIG_ENV)
     if path:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{CONFIG_ENV}={path}: cannot read it: {err}") from None
         if not isinstance(loaded, Mapping):
-            raise ValueError(f"{path}: expected a mapping of settings")
+            raise ConfigError(f"{CONFIG_ENV}={path}: expected a mapping of settings")
+        unknown = sorted(str(k) for k in loaded if k not in DEFAULTS)
+        if unknown:
+            raise ConfigError(f"{CONFIG_ENV}={path}: unknown keys {', '.join(unknown)}")
         config.update(loaded)
+        source.update(dict.fromkeys(loaded, path))
     for key in DEFAULTS:
         env_key = ENV_PREFIX + key.upper()
         if env_key in environ:
             config[key] = environ[env_key]
+            source[key] = env_key
     if overrides:
         config.update(overrides)
+        source.update(dict.fromkeys(overrides, "the caller"))
+    try:
+        _check(config)
+    except _Invalid as err:
+        raise ConfigError(f"{err.key} (from {source.get(err.key, 'the caller')}): "
+                          f"{err.reason}") from None
+    return config
+
+
+class _Invalid(Exception):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key, self.reason = key, reason
+
+
+def _check(config: dict[str, Any]) -> None:
+    """Check and normalise ``config`` in place; raise _Invalid naming the key at fault."""
     for key in _INT_KEYS:
         if config[key] in (None, ""):
             config[key] = None
@@ -261,21 +297,23 @@ def load_config(overrides: Mapping[str, Any] | None = None,
             try:
                 config[key] = int(config[key])
             except (TypeError, ValueError):
-                raise ValueError(f"{key} must be an integer, got {config[key]!r}") from None
+                raise _Invalid(key, f"must be an integer, got {config[key]!r}") from None
     for key, choices in _CHOICES.items():
         if config[key] not in choices:
-            raise ValueError(f"{key} must be one of {', '.join(choices)}, got {config[key]!r}")
+            raise _Invalid(key, f"must be one of {', '.join(choices)}, got {config[key]!r}")
+    try:
+        metadata_xml.Encoding.parse(config["metadata_encoding"])
+    except ValueError as err:
+        raise _Invalid("metadata_encoding", str(err)) from None
     config["lvm_devices"] = _device_list(config["lvm_devices"])
     config["link_dir_mode"] = _mode(config["link_dir_mode"])
     for key in ("link_user", "link_group"):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-            raise ValueError(f"{key} must be a name or a number, got {value!r}")
+            raise _Invalid(key, f"must be a name or a number, got {value!r}")
     if config["adapters"] == "libvirt" and config["activation"] == "loop" \
             and not config["storage_root"]:
-        raise ValueError("activation 'loop' needs storage_root")
-    metadata_xml.Encoding.parse(config["metadata_encoding"])
-    return config
+        raise _Invalid("storage_root", "activation 'loop' needs storage_root")
 
 
 def _device_list(value: Any) -> list[str]:
@@ -285,7 +323,7 @@ def _device_list(value: Any) -> list[str]:
         return value.replace(",", " ").split()
     if isinstance(value, list | tuple) and all(isinstance(d, str) for d in value):
         return list(value)
-    raise ValueError(f"lvm_devices must be a list of device paths, got {value!r}")
+    raise _Invalid("lvm_devices", f"must be a list of device paths, got {value!r}")
 
 
 def _mode(value: Any) -> int:
@@ -296,7 +334,7 @@ def _mode(value: Any) -> int:
     except ValueError:
         mode = -1
     if not 0 <= mode <= 0o7777:
-        raise ValueError(f"link_dir_mode must be an octal mode such as 0755, got {value!r}")
+        raise _Invalid("link_dir_mode", f"must be an octal mode such as 0755, got {value!r}")
     return mode
 
 
@@ -315,11 +353,10 @@ def build_vdsm(domains: Any, storage: Any, probe: Any = None,
 
     ``domains`` is a :class:`~ovirt_cdrom.adapters.vdsm.domain.VdsmDomains`, ``storage``
     vdsm's storage dispatcher, ``probe`` a ``HostProbe`` (default: the host's ``/dev``).
-    The environment and ``OVIRT_CDROM_CONFIG`` are not read: vdsm passes everything.
+    ``overrides`` win over the environment and ``OVIRT_CDROM_CONFIG``, as everywhere.
     """
-    settings = {"metadata_encoding": metadata_xml.Encoding.VDSM_450.value,
-                **(overrides or {}), "adapters": "vdsm"}
-    app = build(settings, environ={})
+    settings = {**(overrides or {}), "adapters": "vdsm"}
+    app = build(settings)
     domains_provider = providers.Object(domains)
     app.vdsm.storage.override(providers.Object(storage))
     app.vdsm.probe.override(providers.Object(probe if probe is not None else OsProbe()))

@@ -10,6 +10,7 @@ before anything on the host is touched.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +77,47 @@ def parse_target(cdromspec: Mapping[str, Any]) -> CdTarget:
         path = cdromspec["path"]
         if path == "":
             return Eject()
-        return LoadPath.parse(path)
+        return _route_path(LoadPath.parse(path))
     raise InvalidParameter("cdromspec", "needs 'drive_spec' (by volume) or 'path' (legacy)")
+
+
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# A storage domain's volume in the form older engines sent for ISOs on data domains: the
+# pool is in the path, so it is the volume's whole PDIV.
+_POOL_PATH = re.compile(
+    rf"^/rhev/data-center/(?P<pool>{_UUID})/(?P<sd>{_UUID})/images/(?P<img>{_UUID})"
+    rf"/(?P<vol>{_UUID})$")
+# A block domain's volume where vdsm exposes it: the form libvirt gets, vdsm's run link,
+# the LV's device. None carries the pool.
+_POOLLESS_PATHS = (
+    re.compile(rf"^/rhev/data-center/mnt/blockSD/(?P<sd>{_UUID})/images/(?P<img>{_UUID})"
+               rf"/(?P<vol>{_UUID})$"),
+    re.compile(rf"^/run/vdsm/storage/(?P<sd>{_UUID})/(?P<img>{_UUID})/(?P<vol>{_UUID})$"),
+    re.compile(rf"^/dev/(?P<sd>{_UUID})/(?P<vol>{_UUID})$"),
+)
+
+
+def _route_path(target: LoadPath) -> CdTarget:
+    """A legacy path that names a storage domain's volume is that volume (DECISION D23).
+
+    Loaded as a plain file, a volume would sit in the tray with nothing recording it: no
+    marker while it loads, no entry naming it, no teardown when it leaves. With its pool in
+    the path it is routed as the volume; without (a block volume where vdsm exposes it), no
+    PDIV can be written for it, and it is refused before anything changes.
+    """
+    match = _POOL_PATH.match(target.path)
+    if match:
+        return LoadVolume(VolumeRef.parse({
+            "poolID": match["pool"], "domainID": match["sd"], "imageID": match["img"],
+            "volumeID": match["vol"]}, "path"))
+    for pattern in _POOLLESS_PATHS:
+        match = pattern.match(target.path)
+        if match:
+            raise UnsupportedOperation(
+                f"path {target.path} names volume {match['vol'].lower()} of block storage "
+                f"domain {match['sd'].lower()}: send it as drive_spec (its PDIV), so that "
+                "it is activated, recorded and torn down")
+    return target
 
 
 def _shown(value: object) -> str:

@@ -30,7 +30,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = {0: logging.ERROR, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    code: int = args.run(args)
+    from ovirt_cdrom.container import ConfigError  # noqa: PLC0415 (keeps --help light)
+
+    try:
+        code: int = args.run(args)
+    except ConfigError as err:
+        print(f"ovirt-cdrom: invalid configuration: {err}", file=sys.stderr)
+        return 2
     return code
 
 

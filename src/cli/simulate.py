@@ -48,6 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     def err(message: str) -> None:
         print(message, file=sys.stderr)
 
+    runner.check_configuration()  # a bad OVIRT_CDROM_* value: exit 2, before any work
+
     try:
         if args.file == "-":
             text, source = sys.stdin.read(), "<stdin>"
@@ -62,8 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         err(f"{source}: invalid scenario: {exc}")
         return EXIT_INVALID
+    apps = runner.AppCache()
     try:
-        apps = runner.AppCache()
         runs = [runner.run(s, apps) for s in scenarios]
         if args.json:
             reports = [report.scenario_json(r, args.trace) for r in runs]

@@ -17,7 +17,7 @@ from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.faults import FaultPlan, SimulatedCrash, TracedCall
 from ovirt_cdrom.adapters.memory import MemoryHost
 from ovirt_cdrom.adapters.memory.invariants import fingerprints
-from ovirt_cdrom.container import Application, build
+from ovirt_cdrom.container import Application, build, load_config
 from ovirt_cdrom.domain.errors import CdromError, GeneralException
 from ovirt_cdrom.domain.model import (
     DiskType,
@@ -70,7 +70,8 @@ class Simulation:
         self.app = (apps or AppCache()).fresh(scenario.metadata_encoding)
         self.host: MemoryHost = self.app.memory.host()
         self.plan: FaultPlan = self.app.fault_plan()
-        _set_up(self.host, scenario)
+        self.encoding = metadata_xml.Encoding.parse(self.app.config.metadata_encoding())
+        _set_up(self.host, scenario, self.encoding)
         self.run = ScenarioRun(scenario, self.host, fingerprints(self.host))
         self._fresh = True
 
@@ -117,6 +118,18 @@ class Simulation:
         return outcome
 
 
+# The simulator's own settings: an in-memory host with fault injection, crashes raised in
+# process, the injection armed per step. Every other setting comes from the configuration
+# (defaults, OVIRT_CDROM_CONFIG, OVIRT_CDROM_<KEY>), a scenario's own keys winning.
+SIMULATOR_SETTINGS = {"adapters": "memory", "fault_injection": "on", "crash_action": "raise",
+                      "fail_at_call": None, "crash_at_call": None, "fail_effect": "before"}
+
+
+def check_configuration() -> None:
+    """Raise ConfigError now if the configuration the runs would use has a bad value."""
+    load_config(SIMULATOR_SETTINGS)
+
+
 class AppCache:
     """One configured container per metadata encoding, its singletons reset per scenario.
 
@@ -126,13 +139,14 @@ class AppCache:
     """
 
     def __init__(self) -> None:
-        self._apps: dict[metadata_xml.Encoding, Application] = {}
+        self._apps: dict[metadata_xml.Encoding | None, Application] = {}
 
-    def fresh(self, encoding: metadata_xml.Encoding) -> Application:
+    def fresh(self, encoding: metadata_xml.Encoding | None) -> Application:
+        """A fresh application; ``encoding`` None: the configuration's."""
         app = self._apps.get(encoding)
         if app is None:
-            app = build({"adapters": "memory", "fault_injection": "on",
-                         "metadata_encoding": encoding.value}, environ={})
+            own = {} if encoding is None else {"metadata_encoding": encoding.value}
+            app = build({**own, **SIMULATOR_SETTINGS})
             self._apps[encoding] = app
         else:
             app.reset_singletons()
@@ -150,7 +164,7 @@ def run(scenario: Scenario, apps: AppCache | None = None) -> ScenarioRun:
     return sim.run
 
 
-def _set_up(host: MemoryHost, scenario: Scenario) -> None:
+def _set_up(host: MemoryHost, scenario: Scenario, encoding: metadata_xml.Encoding) -> None:
     host.files = set(scenario.files) if scenario.files is not None else None
     for volume, active in scenario.volumes:
         host.add_volume(volume, active)
@@ -172,8 +186,7 @@ def _set_up(host: MemoryHost, scenario: Scenario) -> None:
                 if existing:
                     continue
                 entries = d.default_entries()
-            metadata_xml.write_entries(memory_vm.metadata, d.name, entries,
-                                       scenario.metadata_encoding)
+            metadata_xml.write_entries(memory_vm.metadata, d.name, entries, encoding)
 
 
 def _recovered(report: RecoveryReport) -> tuple[list[DriveRecovered], CdromError | None]:

@@ -96,7 +96,8 @@ class Scenario:
     vms: tuple[VmSetup, ...]
     steps: tuple[Step, ...]
     files: frozenset[str] | None = None
-    metadata_encoding: metadata_xml.Encoding = metadata_xml.Encoding.DESIGN
+    # None: the configuration's (OVIRT_CDROM_METADATA_ENCODING, else the default)
+    metadata_encoding: metadata_xml.Encoding | None = None
 
 
 # --- Loading -------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def parse_scenario(data: object, path: str) -> Scenario:
     m = _mapping(data, path or "scenario")
     _only(m, path, _SCENARIO_KEYS)
     name = _optional_str(m, "name", path)
-    encoding = metadata_xml.Encoding.DESIGN
+    encoding: metadata_xml.Encoding | None = None
     if m.get("metadata_encoding") is not None:
         try:
             encoding = metadata_xml.Encoding.parse(m["metadata_encoding"])
@@ -218,7 +219,7 @@ def parse_scenario(data: object, path: str) -> Scenario:
         files = frozenset(_absolute_path(p, f"{where}[{i}]")
                           for i, p in enumerate(_list(m["files"], where)))
     volumes = _volumes(m.get("volumes"), _join(path, "volumes"))
-    vms = _vms(m.get("vms"), _join(path, "vms"), encoding)
+    vms = _vms(m.get("vms"), _join(path, "vms"))
     where = _join(path, "steps")
     if "steps" not in m:
         raise ScenarioError(where, "missing")
@@ -239,8 +240,7 @@ def _volumes(data: object, path: str) -> tuple[tuple[VolumeRef, bool], ...]:
     return tuple(out.items())
 
 
-def _vms(data: object, path: str,
-         encoding: metadata_xml.Encoding) -> tuple[VmSetup, ...]:
+def _vms(data: object, path: str) -> tuple[VmSetup, ...]:
     vms: list[VmSetup] = []
     seen: set[VmId] = set()
     for i, item in enumerate(_list(data, path)):
@@ -262,7 +262,7 @@ def _vms(data: object, path: str,
         drives: list[DriveSetup] = []
         dwhere = _join(where, "drives")
         for j, d in enumerate(_list(m.get("drives"), dwhere)):
-            drive = _drive(d, f"{dwhere}[{j}]", encoding)
+            drive = _drive(d, f"{dwhere}[{j}]")
             if any(x.name == drive.name for x in drives):
                 raise ScenarioError(f"{dwhere}[{j}]", f"drive {drive.name} is listed twice")
             drives.append(drive)
@@ -270,7 +270,7 @@ def _vms(data: object, path: str,
     return tuple(vms)
 
 
-def _drive(data: object, path: str, encoding: metadata_xml.Encoding) -> DriveSetup:
+def _drive(data: object, path: str) -> DriveSetup:
     m = _mapping(data, path)
     _only(m, path, _DRIVE_KEYS)
     for key in ("iface", "index"):

@@ -156,6 +156,13 @@ def _(driver: CdromDriver, vm: str, name: str) -> Outcome:
     return driver.change_cd(vm, driver.legacy_spec(name))
 
 
+@when(parsers.parse('the engine loads "{iso}" into "{vm}" by its {form} path'),
+      target_fixture="outcome")
+def _(driver: CdromDriver, vm: str, iso: str, form: str) -> Outcome:
+    """VM.changeCD with the legacy ``path`` naming a storage domain's volume."""
+    return driver.change_cd(vm, driver.volume_path_spec(iso, form))
+
+
 @when(parsers.parse('the engine ejects the CD of "{vm}" by an empty path'),
       target_fixture="outcome")
 def _(driver: CdromDriver, vm: str) -> Outcome:

@@ -291,6 +291,15 @@ class CdromDriver:
         path = "" if name is None else self.legacy_path(name)
         return {"iface": IFACE, "index": str(INDEX), "path": path}
 
+    def volume_path_spec(self, iso: str, form: str) -> dict[str, Any]:
+        """The legacy ``path`` naming ``iso``: the ``pool`` form older engines sent
+        (``/rhev/data-center/<pool>/<sd>/images/<img>/<vol>``) or the ``block`` form
+        libvirt gets (``/rhev/data-center/mnt/blockSD/<sd>/images/<img>/<vol>``)."""
+        v = ISOS[iso]
+        mount = {"pool": v.pool_id, "block": "mnt/blockSD"}[form]
+        path = f"/rhev/data-center/{mount}/{v.domain_id}/images/{v.image_id}/{v.volume_id}"
+        return {"iface": IFACE, "index": str(INDEX), "path": path}
+
     @staticmethod
     def legacy_path(name: str) -> str:
         return f"{LEGACY_DIR}/{name}.iso"
