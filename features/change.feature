@@ -1,7 +1,8 @@
 @change
 Feature: VM with loaded CD, changeCD
   The engine sends changeCD with a new ISO by PDIV while the tray holds another. Each
-  numbered step of the design's flow, and each "if failed" branch, is a scenario.
+  numbered step of the design's flow (docs/design.md, "Change one CD for another (steps
+  1-8)"), and each "if failed" branch, is a scenario.
 
   Background:
     Given a host with the ISO volumes fedora, debian and ubuntu

@@ -1,7 +1,8 @@
 @eject
 Feature: VM with loaded CD, eject CD
   The engine sends changeCD with an empty PDIV (drive_spec: null). Each numbered step of
-  the design's flow, and each "if failed" branch, is a scenario.
+  the design's flow (docs/design.md, "Eject (steps 1-5)"), and each "if failed" branch, is
+  a scenario.
 
   Background:
     Given a host with the ISO volumes fedora, debian and ubuntu

@@ -1,8 +1,9 @@
 @insert
 Feature: VM with empty tray, insert CD
   The engine sends changeCD with the ISO by PDIV into an empty tray. Each numbered step of
-  the design's flow, and each "if failed" branch, is a scenario; a failure is scripted
-  before the call takes effect, or after it (a timeout that took effect).
+  the design's flow (docs/design.md, "Insert into an empty tray (steps 1-5)"), and each
+  "if failed" branch, is a scenario; a failure is scripted before the call takes effect,
+  or after it (a timeout that took effect).
 
   Background:
     Given a host with the ISO volumes fedora, debian and ubuntu

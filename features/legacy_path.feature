@@ -1,11 +1,11 @@
 @legacy
 Feature: Legacy path route (ISO given by path)
-  "If ISO is not specified by PDIV but by path, fall back to old behaviour": no metadata
-  states when no volume is involved; a missing file is ImageFileNotFound. When a path
-  replaces (or an empty path ejects) a CD given by PDIV, its volume is torn down. A path
-  that names a storage domain's volume is that volume when the path holds its pool, and
-  is refused (UnsupportedOperation) when it does not: loaded as a file, nothing would
-  record it, and nothing would tear it down.
+  The design keeps the old behaviour for an ISO given by path (docs/design.md, "The legacy
+  path route"): no metadata states when no volume is involved; a missing file is
+  ImageFileNotFound. When a path replaces (or an empty path ejects) a CD given by PDIV, its
+  volume is torn down. A path that names a storage domain's volume is that volume when the
+  path holds its pool, and is refused (UnsupportedOperation) when it does not: loaded as a
+  file, nothing would record it, and nothing would tear it down.
 
   Background:
     Given a host with the ISO volumes fedora, debian and ubuntu

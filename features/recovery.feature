@@ -3,6 +3,7 @@ Feature: VM recovery flow
   When the host agent starts again it cleans up the storage leftovers of an interrupted
   load, eject or change without changing what the VM holds: the CD in the tray is the
   truth, the metadata is made to name it, and every other volume it named is torn down.
+  The cases (insert.1 ... change.6) are the rows of the recovery table in docs/design.md.
 
   Background:
     Given a host with the ISO volumes fedora, debian and ubuntu
