@@ -11,9 +11,8 @@ Configuration keys, from (each later source winning) the defaults, a YAML file n
 settings (a scenario's keys, vdsm's arguments); see :func:`load_config`:
 
 * ``adapters``: ``memory`` (default) or ``libvirt`` (a real host: libvirt for the VMs
-  and their metadata, volumes activated as chosen by ``activation``), or ``vdsm``
-  (volumes through vdsm's storage dispatcher; :func:`build_vdsm` hands in vdsm's own
-  objects, else an in-memory host stands in for them, behind ``FakeVdsmStorage``)
+  and their metadata, volumes activated as chosen by ``activation``), or ``vdsm`` (inside
+  vdsm, over its domains and storage dispatcher: only :func:`build_vdsm` builds it)
 * ``activation`` (``libvirt`` only): ``lvm`` (default; LVM volumes of block storage
   domains) or ``loop`` (image files ``<storage_root>/<sd>/<img>/<vol>`` on loop devices)
 * ``libvirt_uri``: default ``qemu:///system``
@@ -29,7 +28,8 @@ settings (a scenario's keys, vdsm's arguments); see :func:`load_config`:
 * ``metadata_encoding``: ``vdsm-4.50`` (default: vdsm 4.50's nested ``<ovirt-vm:change>``,
   which vdsm's own metadata reader understands) or ``design`` (the design's two entries)
 * ``fault_injection``: ``off`` (default) or ``on``: wrap the ports in the decorators of
-  ``adapters/faults.py``, armed by ``fail_at_call``, ``fail_effect`` (``before``/``after``),
+  ``adapters/faults.py``, armed by ``fail_at`` (``<port>.<method>[:<occurrence>]``) or
+  ``fail_at_call`` (a number), ``fail_effect`` (``before``/``after``), ``crash_at`` or
   ``crash_at_call`` and ``crash_action`` (``raise`` in process, ``sigkill`` for real crashes).
 """
 
@@ -45,6 +45,7 @@ from dependency_injector import containers, providers
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.blocklinks import VDSM_GROUP, VDSM_USER, Ownership
 from ovirt_cdrom.adapters.faults import (
+    At,
     FaultPlan,
     FaultyHypervisor,
     FaultyMetadataRepository,
@@ -60,10 +61,9 @@ from ovirt_cdrom.adapters.memory import (
     MemoryMetadataRepository,
     MemoryVolumeActivator,
 )
-from ovirt_cdrom.adapters.vdsm.fake import FakeVdsmStorage, MemoryProbe
 from ovirt_cdrom.adapters.vdsm.storage import OsProbe, VdsmVolumeActivator
 from ovirt_cdrom.adapters.vdsm_api import VdsmApi
-from ovirt_cdrom.ports import Hypervisor, MetadataRepository, VolumeActivator
+from ovirt_cdrom.ports import Ports, VolumeActivator
 from ovirt_cdrom.service import CdromService
 
 DEFAULTS: dict[str, Any] = {
@@ -79,8 +79,10 @@ DEFAULTS: dict[str, Any] = {
     # vdsm's own metadata reader shares the block on a real host: it reads this encoding.
     "metadata_encoding": metadata_xml.Encoding.VDSM_450.value,
     "fault_injection": "off",
+    "fail_at": None,
     "fail_at_call": None,
     "fail_effect": "before",
+    "crash_at": None,
     "crash_at_call": None,
     "crash_action": "raise",
 }
@@ -97,11 +99,12 @@ CONFIG_ENV = "OVIRT_CDROM_CONFIG"
 
 
 class Core(containers.DeclarativeContainer):
-    """The product over whatever adapters it is given."""
+    """The product over whatever adapter set it is given."""
 
-    hypervisor = providers.Dependency(instance_of=Hypervisor)  # type: ignore[type-abstract]
-    volumes = providers.Dependency(instance_of=VolumeActivator)  # type: ignore[type-abstract]
-    metadata = providers.Dependency(instance_of=MetadataRepository)  # type: ignore[type-abstract]
+    ports = providers.Dependency(instance_of=Ports)
+    hypervisor = ports.provided.hypervisor
+    volumes = ports.provided.volumes
+    metadata = ports.provided.metadata
 
     service = providers.Singleton(CdromService, hypervisor, volumes, metadata)
     api = providers.Singleton(VdsmApi, service)
@@ -113,28 +116,24 @@ class MemoryAdapters(containers.DeclarativeContainer):
     config = providers.Configuration()
 
     host = providers.Singleton(MemoryHost)
-    hypervisor = providers.Singleton(MemoryHypervisor, host)
-    volumes = providers.Singleton(MemoryVolumeActivator, host)
-    metadata = providers.Singleton(
-        MemoryMetadataRepository, host,
-        encoding=config.metadata_encoding.as_(metadata_xml.Encoding.parse))
+    ports = providers.Singleton(
+        Ports, providers.Singleton(MemoryHypervisor, host),
+        providers.Singleton(MemoryVolumeActivator, host),
+        providers.Singleton(MemoryMetadataRepository, host,
+                            config.metadata_encoding.as_(metadata_xml.Encoding.parse)))
 
 
 # The libvirt adapters are imported when selected, so that a memory-only install (no
 # libvirt-python) still runs.
-def _libvirt_connection(uri: str) -> Any:
-    from ovirt_cdrom.adapters.libvirt import LibvirtConnection  # noqa: PLC0415
-    return LibvirtConnection(uri)
-
-
-def _libvirt_hypervisor(connection: Any) -> Hypervisor:
-    from ovirt_cdrom.adapters.libvirt import LibvirtHypervisor  # noqa: PLC0415
-    return LibvirtHypervisor(connection)
-
-
-def _libvirt_metadata(connection: Any, encoding: str) -> MetadataRepository:
-    from ovirt_cdrom.adapters.libvirt import LibvirtMetadataRepository  # noqa: PLC0415
-    return LibvirtMetadataRepository(connection, metadata_xml.Encoding.parse(encoding))
+def _libvirt_ports(uri: str, encoding: str, volumes: VolumeActivator) -> Ports:
+    from ovirt_cdrom.adapters.libvirt import (  # noqa: PLC0415
+        LibvirtConnection,
+        LibvirtHypervisor,
+        LibvirtMetadataRepository,
+    )
+    connection = LibvirtConnection(uri)
+    return Ports(LibvirtHypervisor(connection), volumes,
+                 LibvirtMetadataRepository(connection, encoding))
 
 
 def _ownership(user: str | int, group: str | int, dir_mode: int) -> Ownership:
@@ -149,7 +148,7 @@ def _lvm_activator(run_root: str, search_devices: list[str],
 def _loop_activator(storage_root: str | None, run_root: str,
                     owner: Ownership) -> VolumeActivator:
     if not storage_root:
-        raise ValueError("activation 'loop' needs storage_root")
+        raise ConfigError("activation 'loop' needs storage_root")
     return LoopVolumeActivator(Path(storage_root), Path(run_root), owner=owner)
 
 
@@ -159,9 +158,6 @@ class LibvirtAdapters(containers.DeclarativeContainer):
 
     config = providers.Configuration()
 
-    connection = providers.Singleton(_libvirt_connection, config.libvirt_uri)
-    hypervisor = providers.Singleton(_libvirt_hypervisor, connection)
-    metadata = providers.Singleton(_libvirt_metadata, connection, config.metadata_encoding)
     owner = providers.Singleton(_ownership, config.link_user, config.link_group,
                                 config.link_dir_mode)
     volumes = providers.Selector(
@@ -169,37 +165,50 @@ class LibvirtAdapters(containers.DeclarativeContainer):
         lvm=providers.Singleton(_lvm_activator, config.run_root, config.lvm_devices, owner),
         loop=providers.Singleton(_loop_activator, config.storage_root, config.run_root,
                                  owner))
+    ports = providers.Singleton(_libvirt_ports, config.libvirt_uri, config.metadata_encoding,
+                                volumes)
 
 
-def _vdsm_hypervisor(domains: Any) -> Hypervisor:
-    from ovirt_cdrom.adapters.vdsm.domain import VdsmDomainHypervisor  # noqa: PLC0415
-    return VdsmDomainHypervisor(domains)
-
-
-def _vdsm_metadata(domains: Any, encoding: str,
-                   on_written: Callable[[str], None] | None) -> MetadataRepository:
-    from ovirt_cdrom.adapters.vdsm.domain import VdsmDomainMetadataRepository  # noqa: PLC0415
-    return VdsmDomainMetadataRepository(domains, encoding, on_written)
+def _vdsm_ports(domains: Any, storage: Any, probe: Any, encoding: str,
+                on_written: Callable[[str], None] | None) -> Ports:
+    from ovirt_cdrom.adapters.libvirt.hypervisor import LibvirtHypervisor  # noqa: PLC0415
+    from ovirt_cdrom.adapters.vdsm.domains import (  # noqa: PLC0415
+        VdsmDomainMetadataRepository,
+    )
+    return Ports(LibvirtHypervisor(domains), VdsmVolumeActivator(storage, probe),
+                 VdsmDomainMetadataRepository(domains, encoding, on_written))
 
 
 class VdsmAdapters(containers.DeclarativeContainer):
-    """Inside vdsm: volumes through vdsm's storage dispatcher, VMs through its domains.
-
-    :func:`build_vdsm` overrides ``storage``, ``probe``, ``hypervisor`` and ``metadata``
-    with vdsm's objects. Left alone, an in-memory host stands in for vdsm: its VMs, and
-    ``FakeVdsmStorage`` answering as vdsm's dispatcher does (acceptance tests, demos).
-    """
+    """Inside vdsm, over vdsm's own objects (:func:`build_vdsm` provides them): its
+    domains, its storage dispatcher, and what the host's ``/dev`` and files tell."""
 
     config = providers.Configuration()
 
-    host = providers.Singleton(MemoryHost)
-    storage = providers.Singleton(FakeVdsmStorage, host)
-    probe = providers.Singleton(MemoryProbe, host)
-    volumes = providers.Singleton(VdsmVolumeActivator, storage, probe)
-    hypervisor = providers.Singleton(MemoryHypervisor, host)
-    metadata = providers.Singleton(
-        MemoryMetadataRepository, host,
-        encoding=config.metadata_encoding.as_(metadata_xml.Encoding.parse))
+    domains: providers.Dependency[Any] = providers.Dependency()
+    storage: providers.Dependency[Any] = providers.Dependency()
+    probe = providers.Singleton(OsProbe)
+    on_written: providers.Object[Callable[[str], None] | None] = providers.Object(None)
+    ports = providers.Singleton(_vdsm_ports, domains, storage, probe,
+                                config.metadata_encoding, on_written)
+
+
+def _point(named: str | None, number: int | None) -> At | None:
+    if named:
+        return At.parse(named)
+    return At(number=number) if number else None
+
+
+def _fault_plan(action: str, fail: At | None, effect: str, crash: At | None) -> FaultPlan:
+    plan = FaultPlan(crash=kill_self if action == "sigkill" else raise_crash)
+    plan.arm(fail, "after" if effect == "after" else "before", crash)
+    return plan
+
+
+def _faulty(ports: Ports, plan: FaultPlan) -> Ports:
+    return Ports(FaultyHypervisor(ports.hypervisor, plan),
+                 FaultyVolumeActivator(ports.volumes, plan),
+                 FaultyMetadataRepository(ports.metadata, plan))
 
 
 class Application(containers.DeclarativeContainer):
@@ -209,34 +218,16 @@ class Application(containers.DeclarativeContainer):
     libvirt = providers.Container(LibvirtAdapters, config=config)
     vdsm = providers.Container(VdsmAdapters, config=config)
 
-    adapter_hypervisor = providers.Selector(config.adapters, memory=memory.hypervisor,
-                                            libvirt=libvirt.hypervisor,
-                                            vdsm=vdsm.hypervisor)
-    adapter_volumes = providers.Selector(config.adapters, memory=memory.volumes,
-                                         libvirt=libvirt.volumes, vdsm=vdsm.volumes)
-    adapter_metadata = providers.Selector(config.adapters, memory=memory.metadata,
-                                          libvirt=libvirt.metadata, vdsm=vdsm.metadata)
-
+    adapters = providers.Selector(config.adapters, memory=memory.ports,
+                                  libvirt=libvirt.ports, vdsm=vdsm.ports)
     fault_plan = providers.Singleton(
-        FaultPlan,
-        fail_at_call=config.fail_at_call,
-        fail_effect=config.fail_effect,
-        crash_at_call=config.crash_at_call,
-        crash=providers.Selector(config.crash_action,
-                                 **{"raise": providers.Object(raise_crash),
-                                    "sigkill": providers.Object(kill_self)}),
-    )
-    hypervisor = providers.Selector(
-        config.fault_injection, off=adapter_hypervisor,
-        on=providers.Singleton(FaultyHypervisor, adapter_hypervisor, fault_plan))
-    volumes = providers.Selector(
-        config.fault_injection, off=adapter_volumes,
-        on=providers.Singleton(FaultyVolumeActivator, adapter_volumes, fault_plan))
-    metadata = providers.Selector(
-        config.fault_injection, off=adapter_metadata,
-        on=providers.Singleton(FaultyMetadataRepository, adapter_metadata, fault_plan))
+        _fault_plan, config.crash_action,
+        providers.Callable(_point, config.fail_at, config.fail_at_call), config.fail_effect,
+        providers.Callable(_point, config.crash_at, config.crash_at_call))
+    ports = providers.Selector(config.fault_injection, off=adapters,
+                               on=providers.Singleton(_faulty, adapters, fault_plan))
 
-    core = providers.Container(Core, hypervisor=hypervisor, volumes=volumes, metadata=metadata)
+    core = providers.Container(Core, ports=ports)
 
 
 class ConfigError(ValueError):
@@ -301,6 +292,16 @@ def _check(config: dict[str, Any]) -> None:
     for key, choices in _CHOICES.items():
         if config[key] not in choices:
             raise _Invalid(key, f"must be one of {', '.join(choices)}, got {config[key]!r}")
+    for key in ("fail_at", "crash_at"):
+        if config[key] in (None, ""):
+            config[key] = None
+            continue
+        try:
+            At.parse(str(config[key]))
+        except ValueError as err:
+            raise _Invalid(key, str(err)) from None
+        if config[f"{key}_call"] is not None:
+            raise _Invalid(key, f"give {key} or {key}_call, not both")
     try:
         metadata_xml.Encoding.parse(config["metadata_encoding"])
     except ValueError as err:
@@ -340,9 +341,18 @@ def _mode(value: Any) -> int:
 
 def build(overrides: Mapping[str, Any] | None = None,
           environ: Mapping[str, str] | None = None) -> Application:
-    """A configured application container."""
+    """A configured application container (the ``vdsm`` profile: see :func:`build_vdsm`)."""
+    config = load_config(overrides, environ)
+    if config["adapters"] == "vdsm":
+        raise ConfigError("adapters 'vdsm' runs inside vdsm, over vdsm's own domains and "
+                          "storage dispatcher: build it with "
+                          "ovirt_cdrom.embedding.bootstrap_vdsm")
+    return _application(config)
+
+
+def _application(config: Mapping[str, Any]) -> Application:
     app = Application()
-    app.config.from_dict(load_config(overrides, environ))
+    app.config.from_dict(dict(config))
     return app
 
 
@@ -351,17 +361,16 @@ def build_vdsm(domains: Any, storage: Any, probe: Any = None,
                overrides: Mapping[str, Any] | None = None) -> Application:
     """The application inside vdsm, over vdsm's own objects (see ``ovirt_cdrom.embedding``).
 
-    ``domains`` is a :class:`~ovirt_cdrom.adapters.vdsm.domain.VdsmDomains`, ``storage``
+    ``domains`` is a :class:`~ovirt_cdrom.adapters.vdsm.domains.VdsmDomains`, ``storage``
     vdsm's storage dispatcher, ``probe`` a ``HostProbe`` (default: the host's ``/dev``).
     ``overrides`` win over the environment and ``OVIRT_CDROM_CONFIG``, as everywhere.
     """
-    settings = {**(overrides or {}), "adapters": "vdsm"}
-    app = build(settings)
-    domains_provider = providers.Object(domains)
+    if domains is None or storage is None:
+        raise ConfigError("the vdsm profile needs vdsm's domains and storage dispatcher")
+    app = _application(load_config({**(overrides or {}), "adapters": "vdsm"}))
+    app.vdsm.domains.override(providers.Object(domains))
     app.vdsm.storage.override(providers.Object(storage))
-    app.vdsm.probe.override(providers.Object(probe if probe is not None else OsProbe()))
-    app.vdsm.hypervisor.override(providers.Singleton(_vdsm_hypervisor, domains_provider))
-    app.vdsm.metadata.override(providers.Singleton(
-        _vdsm_metadata, domains_provider, app.config.metadata_encoding,
-        providers.Object(on_metadata_written)))
+    if probe is not None:
+        app.vdsm.probe.override(providers.Object(probe))
+    app.vdsm.on_written.override(providers.Object(on_metadata_written))
     return app

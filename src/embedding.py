@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ovirt_cdrom.adapters.vdsm.domain import DomainLookup, VdsmDomains
+from ovirt_cdrom.adapters.vdsm.domains import DomainLookup, VdsmDomains
 from ovirt_cdrom.adapters.vdsm.storage import HostProbe, VdsmStorage
 from ovirt_cdrom.adapters.vdsm_api import VdsmApi
 from ovirt_cdrom.container import Application, build_vdsm

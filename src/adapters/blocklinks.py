@@ -45,8 +45,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ovirt_cdrom.adapters.vdsm_layout import block_path
 from ovirt_cdrom.domain.errors import ImageFileNotFound, StorageError
-from ovirt_cdrom.domain.model import DiskType, Media, VolumeRef, block_volume_path
+from ovirt_cdrom.domain.model import DiskType, Media, VolumeRef
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class BlockLinks:
 
     def media(self, volume: VolumeRef) -> Media:
         # The path vdsm gives libvirt, under root (the in-memory host uses the same one).
-        return Media(str(self.root / block_volume_path(volume).lstrip("/")), DiskType.BLOCK)
+        return Media(str(self.root / block_path(volume).lstrip("/")), DiskType.BLOCK)
 
     def in_vdsm_directory(self, volume: VolumeRef) -> bool:
         """Whether the image path is a directory we did not make (vdsm's layout)."""

@@ -4,13 +4,17 @@ Shared by every MetadataRepository (in-memory, libvirt, vdsm), so that they cann
 Only the ``<ovirt-vm:device devtype="disk" name="...">`` elements of the CD-ROM drive being
 written are ever replaced; every other node of the block is left exactly where and as it was.
 
+A drive's state (:mod:`ovirt_cdrom.domain.state`) is read from and written to its elements.
 Two encodings of a pending change exist; both are always read:
 
-* ``design`` (the default): the design's entries, one ``<ovirt-vm:device>`` per entry, the
-  pending ones carrying a ``state`` attribute (two entries named ``sdc`` during a change);
-* ``vdsm-4.50``: one entry per drive, the pending change nested in it as
+* ``vdsm-4.50`` (the default): one entry per drive, the pending change nested in it as
   ``<ovirt-vm:change>`` with ``<ovirt-vm:state>`` and the new PDIV, as vdsm 4.50 shipped it
-  (its own metadata reader cannot handle two entries with one name).
+  (its own metadata reader cannot handle two entries with one name);
+* ``design``: the design's entries, one ``<ovirt-vm:device>`` per entry, the pending ones
+  carrying a ``state`` attribute (two entries named ``sdc`` during a change).
+
+The design's logical entries (``(state, volume)`` pairs, :func:`entries` and
+:func:`from_entries`) are also the simulator's public format for a drive's metadata.
 """
 
 from __future__ import annotations
@@ -23,15 +27,17 @@ from typing import Any
 from lxml import etree
 from ovirt_cdrom.adapters.safe_xml import hardened_parser
 from ovirt_cdrom.domain.errors import CdromError, InvalidMetadata
-from ovirt_cdrom.domain.model import (
-    CdEntry,
-    CdromSlot,
-    DriveEntries,
-    DriveName,
-    EntryState,
+from ovirt_cdrom.domain.model import DriveName, VolumeRef, parse_uuid
+from ovirt_cdrom.domain.state import (
+    EMPTY,
+    Changing,
+    DriveState,
+    Ejecting,
+    Empty,
+    Inserting,
+    Loaded,
+    Switched,
     Unreadable,
-    VolumeRef,
-    parse_uuid,
 )
 
 NS = "http://ovirt.org/vm/1.0"
@@ -116,6 +122,23 @@ def serialize(root: etree._Element, pretty: bool = False) -> str:
     return etree.tostring(root, encoding="unicode", pretty_print=pretty)
 
 
+def canonical(root: etree._Element, skip: Iterable[str] = ()) -> str:
+    """Canonical XML of the block without the CD-ROM entries of the drives named in
+    ``skip``; whitespace between elements is ignored (it means nothing in vdsm's
+    metadata). Two blocks with equal canonical forms mean the same to vdsm."""
+    block = copy.deepcopy(root)
+    names = set(skip)
+    for el in list(block.iterchildren(_DEVICE)):
+        if el.get("name") in names and el.get("devtype", "disk") == "disk":
+            block.remove(el)
+    for el in block.iter():
+        if el.tail is not None and not el.tail.strip():
+            el.tail = None
+        if len(el) and el.text is not None and not el.text.strip():
+            el.text = None
+    return etree.tostring(block, method="c14n").decode()
+
+
 def _drive_devices(root: etree._Element, drive: DriveName) -> list[etree._Element]:
     return [el for el in root.iterchildren(_DEVICE)
             if el.get("name") == drive.value and el.get("devtype", "disk") == "disk"]
@@ -138,21 +161,80 @@ def _read_pdiv(el: etree._Element, where: str) -> VolumeRef | None:
         raise InvalidMetadata(f"{where}: {err}") from None
 
 
-def _read_state(text: str | None, where: str) -> EntryState | None:
+LOADING, EJECTING = "loading", "ejecting"
+Entry = tuple[str | None, VolumeRef | None]  # the design's entry: its state, its PDIV
+
+
+def entries(state: DriveState) -> tuple[Entry, ...]:
+    """The design's logical entries for ``state``, in order."""
+    match state:
+        case Empty():
+            return ((None, None),)
+        case Loaded(volume):
+            return ((None, volume),)
+        case Inserting(new):
+            return ((LOADING, new),)
+        case Ejecting(old):
+            return ((EJECTING, old),)
+        case Changing(old, new):
+            return ((EJECTING, old), (LOADING, new))
+        case Switched(current, old):
+            return ((None, current), (EJECTING, old))
+    raise InvalidMetadata(f"{state} cannot be written")
+
+
+def from_entries(found: Sequence[Entry]) -> DriveState:
+    """The state the design's entries describe, in either order; raise InvalidMetadata for
+    entries no flow writes and no state of vdsm 4.50 explains (D17, D22)."""
+    if any(state == LOADING and volume is None for state, volume in found):
+        raise InvalidMetadata("a loading entry without a volume")
+    by_state = dict(found)
+    states = sorted(found, key=lambda e: e[0] or "")
+    if len(found) == 0:
+        return EMPTY
+    if len(found) == 1:
+        state, volume = found[0]
+        if state is None:
+            return EMPTY if volume is None else Loaded(volume)
+        if state == LOADING:
+            assert volume is not None
+            return Inserting(volume)
+        return Ejecting(volume)
+    if len(found) == 2 and len(by_state) == 2:
+        old, new, now = by_state.get(EJECTING), by_state.get(LOADING), by_state.get(None)
+        if EJECTING in by_state and LOADING in by_state:
+            assert new is not None
+            if old is None:
+                return Inserting(new)  # loading over a CD no entry names
+            # vdsm 4.50 loading the CD the entry already names: whichever the tray holds
+            # stays; as an eject of it, recovery keeps it or tears it down (D22).
+            return Ejecting(old) if old == new else Changing(old, new)
+        if None in by_state and LOADING in by_state and now is None:
+            assert new is not None
+            return Inserting(new)  # the design's insert, literally (D17)
+        if None in by_state and EJECTING in by_state:
+            if now is None or old is None:
+                return Ejecting(now or old)  # the empty entry written beside the marker
+            return Loaded(now) if now == old else Switched(now, old)
+    raise InvalidMetadata("conflicting CD-ROM entries: "
+                          + ", ".join(state or "none" for state, _volume in states))
+
+
+def _read_state(text: str | None, where: str) -> str | None:
     if text is None:
         return None
-    try:
-        return EntryState(text.strip())
-    except ValueError:
-        raise InvalidMetadata(f"{where}: unknown state {text[:40]!r}") from None
+    state = text.strip()
+    if state not in (LOADING, EJECTING):
+        raise InvalidMetadata(f"{where}: unknown state {text[:40]!r}")
+    return state
 
 
-def read_entries(root: etree._Element, drive: DriveName) -> DriveEntries:
-    """The drive's logical entries, from either encoding, or :class:`Unreadable` naming the
-    volumes its elements still name clearly. Other drives read on regardless."""
+def read(root: etree._Element, drive: DriveName) -> DriveState:
+    """The drive's state, from either encoding, or :class:`Unreadable` naming the volumes
+    its elements still name clearly. Other drives read on regardless."""
     devices = _drive_devices(root, drive)
     try:
-        return _read_entries(devices, drive)
+        return from_entries(_read_entries(devices, drive))
     except InvalidMetadata as err:
         return Unreadable(err.reason, _salvage(devices))
 
@@ -171,61 +253,59 @@ def _salvage(devices: Iterable[etree._Element]) -> tuple[VolumeRef, ...]:
     return tuple(found)
 
 
-def _read_entries(devices: list[etree._Element], drive: DriveName) -> tuple[CdEntry, ...]:
-    entries: list[CdEntry] = []
+def _read_entries(devices: list[etree._Element], drive: DriveName) -> list[Entry]:
+    found: list[Entry] = []
     for el in devices:
         where = f"device {drive}"
         state = _read_state(el.get("state"), where)
         volume = _read_pdiv(el, where)
         changes = el.findall(_CHANGE)
         if not changes:
-            entries.append(CdEntry(state, volume))
+            found.append((state, volume))
             continue
         if len(changes) > 1 or state is not None or len(devices) > 1:
             raise InvalidMetadata(f"{where}: conflicting pending changes")
-        entries.extend(_expand_change(volume, changes[0], where))
-    CdromSlot.from_entries(entries)  # validate the combination
-    return tuple(entries)
+        found.extend(_expand_change(volume, changes[0], where))
+    return found
 
 
 def _expand_change(volume: VolumeRef | None, change: etree._Element,
-                   where: str) -> list[CdEntry]:
+                   where: str) -> list[Entry]:
     """vdsm 4.50's nested form as the design's logical entries."""
     state_el = change.find(_STATE)
     state = _read_state(state_el.text if state_el is not None else None, where + " change")
     new = _read_pdiv(change, where + " change")
-    if state is EntryState.LOADING:
+    if state == LOADING:
         if new is None:
             raise InvalidMetadata(f"{where}: a loading change without a volume")
-        if volume is None:
-            return [CdEntry(EntryState.LOADING, new)]
-        return [CdEntry(EntryState.EJECTING, volume), CdEntry(EntryState.LOADING, new)]
-    if state is EntryState.EJECTING:
+        return [(LOADING, new)] if volume is None else [(EJECTING, volume), (LOADING, new)]
+    if state == EJECTING:
         if new is None:
             # Without a PDIV of its own: vdsm 4.50 ejecting a CD no entry names (one
             # loaded by path), as its test fixture EJECTING_CD_NO_PDIV_METADATA_XML has it.
-            return [CdEntry(EntryState.EJECTING, volume)]
+            return [(EJECTING, volume)]
         if volume is None:
             raise InvalidMetadata(f"{where}: a switched-out CD without the CD in the tray")
-        # Our extension: the tray switched to `volume`, `new` is the old CD to tear down.
-        return [CdEntry(None, volume), CdEntry(EntryState.EJECTING, new)]
+        # Our extension (D19): the tray switched to `volume`, `new` is the old CD.
+        return [(None, volume), (EJECTING, new)]
     raise InvalidMetadata(f"{where}: a change without a state")
 
 
-def write_entries(root: etree._Element, drive: DriveName, entries: Sequence[CdEntry],
-                  encoding: Encoding = Encoding.DESIGN) -> None:
-    """Replace the drive's entries in place; every other node stays where it was.
+def write(root: etree._Element, drive: DriveName, state: DriveState,
+          encoding: Encoding = Encoding.VDSM_450) -> None:
+    """Replace the drive's elements by ``state``'s, in place; every other node stays where
+    it was.
 
-    An entry naming the same volume as an entry it replaces keeps that entry's other
+    An element naming the same volume as one it replaces keeps that element's other
     children and attributes (e.g. the ``volumeChain`` vdsm wrote at VM start), so that a
-    change that is rolled back leaves the entry as it was.
+    change that is rolled back leaves the entry as it was (D20).
     """
     old = _drive_devices(root, drive)
     donors = _extras_by_volume(old)
     if encoding is Encoding.DESIGN:
-        new_elements = [_design_element(drive, e, donors) for e in entries]
+        new_elements = [_design_element(drive, entry, donors) for entry in entries(state)]
     else:
-        new_elements = [_vdsm450_element(drive, CdromSlot.from_entries(entries), donors)]
+        new_elements = [_vdsm450_element(drive, state, donors)]
     if old:
         anchor = old[0]
         tail = anchor.tail
@@ -236,6 +316,17 @@ def write_entries(root: etree._Element, drive: DriveName, entries: Sequence[CdEn
             root.remove(el)
     else:
         _append(root, new_elements)
+
+
+def has_elements(root: etree._Element, drive: DriveName) -> bool:
+    """Whether the block holds any element for the drive (even the empty one)."""
+    return bool(_drive_devices(root, drive))
+
+
+def remove(root: etree._Element, drive: DriveName) -> None:
+    """Remove the drive's elements (as if it had never had metadata)."""
+    for el in _drive_devices(root, drive):
+        root.remove(el)
 
 
 _OWN_CHILDREN = frozenset({_CHANGE, _STATE, *(_Q + tag for tag, _ in _PDIV_TAGS)})
@@ -295,34 +386,35 @@ def _add_pdiv(parent: etree._Element, volume: VolumeRef, state: str | None = Non
         etree.SubElement(parent, _Q + tag).text = value
 
 
-def _design_element(drive: DriveName, entry: CdEntry,
+def _design_element(drive: DriveName, entry: Entry,
                     donors: dict[VolumeRef, _Extras]) -> etree._Element:
+    state, volume = entry
     el = _device(drive)
-    if entry.state is not None:
-        el.set("state", entry.state.value)
-    if entry.volume is not None:
-        _add_pdiv(el, entry.volume)
-        _give_extras(el, entry.volume, donors)
+    if state is not None:
+        el.set("state", state)
+    if volume is not None:
+        _add_pdiv(el, volume)
+        _give_extras(el, volume, donors)
     return el
 
 
-def _vdsm450_element(drive: DriveName, slot: CdromSlot,
+def _vdsm450_element(drive: DriveName, state: DriveState,
                      donors: dict[VolumeRef, _Extras]) -> etree._Element:
     el = _device(drive)
-    if slot.stale is not None:
-        assert slot.current is not None
-        _add_pdiv(el, slot.current)
-        _give_extras(el, slot.current, donors)
-        change = etree.SubElement(el, _CHANGE)
-        _add_pdiv(change, slot.stale, state=EntryState.EJECTING.value)
-        return el
-    if slot.current is not None:
-        _add_pdiv(el, slot.current)
-        _give_extras(el, slot.current, donors)
-    if slot.loading is not None:
-        change = etree.SubElement(el, _CHANGE)
-        _add_pdiv(change, slot.loading, state=EntryState.LOADING.value)
-    elif slot.ejecting:
-        change = etree.SubElement(el, _CHANGE)
-        etree.SubElement(change, _STATE).text = EntryState.EJECTING.value
+    match state:
+        case Empty():
+            pass
+        case Loaded(current) | Changing(current, _) | Switched(current, _) | \
+                Ejecting(current) if current is not None:
+            _add_pdiv(el, current)
+            _give_extras(el, current, donors)
+    match state:
+        case Inserting(new) | Changing(_, new):
+            _add_pdiv(etree.SubElement(el, _CHANGE), new, state=LOADING)
+        case Switched(_, old):
+            _add_pdiv(etree.SubElement(el, _CHANGE), old, state=EJECTING)
+        case Ejecting():
+            etree.SubElement(etree.SubElement(el, _CHANGE), _STATE).text = EJECTING
+        case Unreadable():
+            raise InvalidMetadata(f"{state} cannot be written")
     return el

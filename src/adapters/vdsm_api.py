@@ -10,11 +10,11 @@ before anything on the host is touched.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ovirt_cdrom.adapters import vdsm_layout
 from ovirt_cdrom.domain.errors import (
     CdromError,
     InvalidParameter,
@@ -34,7 +34,6 @@ from ovirt_cdrom.service import CdromService
 
 log = logging.getLogger(__name__)
 
-SUCCESS: dict[str, Any] = {"vmList": {}}
 _NETWORK_KEYS = ("protocol", "hosts")
 
 
@@ -81,22 +80,6 @@ def parse_target(cdromspec: Mapping[str, Any]) -> CdTarget:
     raise InvalidParameter("cdromspec", "needs 'drive_spec' (by volume) or 'path' (legacy)")
 
 
-_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-# A storage domain's volume in the form older engines sent for ISOs on data domains: the
-# pool is in the path, so it is the volume's whole PDIV.
-_POOL_PATH = re.compile(
-    rf"^/rhev/data-center/(?P<pool>{_UUID})/(?P<sd>{_UUID})/images/(?P<img>{_UUID})"
-    rf"/(?P<vol>{_UUID})$")
-# A block domain's volume where vdsm exposes it: the form libvirt gets, vdsm's run link,
-# the LV's device. None carries the pool.
-_POOLLESS_PATHS = (
-    re.compile(rf"^/rhev/data-center/mnt/blockSD/(?P<sd>{_UUID})/images/(?P<img>{_UUID})"
-               rf"/(?P<vol>{_UUID})$"),
-    re.compile(rf"^/run/vdsm/storage/(?P<sd>{_UUID})/(?P<img>{_UUID})/(?P<vol>{_UUID})$"),
-    re.compile(rf"^/dev/(?P<sd>{_UUID})/(?P<vol>{_UUID})$"),
-)
-
-
 def _route_path(target: LoadPath) -> CdTarget:
     """A legacy path that names a storage domain's volume is that volume (DECISION D23).
 
@@ -105,18 +88,16 @@ def _route_path(target: LoadPath) -> CdTarget:
     the path it is routed as the volume; without (a block volume where vdsm exposes it), no
     PDIV can be written for it, and it is refused before anything changes.
     """
-    match = _POOL_PATH.match(target.path)
-    if match:
-        return LoadVolume(VolumeRef.parse({
-            "poolID": match["pool"], "domainID": match["sd"], "imageID": match["img"],
-            "volumeID": match["vol"]}, "path"))
-    for pattern in _POOLLESS_PATHS:
-        match = pattern.match(target.path)
-        if match:
-            raise UnsupportedOperation(
-                f"path {target.path} names volume {match['vol'].lower()} of block storage "
-                f"domain {match['sd'].lower()}: send it as drive_spec (its PDIV), so that "
-                "it is activated, recorded and torn down")
+    volume = vdsm_layout.pool_path_volume(target.path)
+    if volume is not None:
+        return LoadVolume(volume)
+    poolless = vdsm_layout.poolless_block_volume(target.path)
+    if poolless is not None:
+        domain, volume_id = poolless
+        raise UnsupportedOperation(
+            f"path {target.path} names volume {volume_id} of block storage domain "
+            f"{domain}: send it as drive_spec (its PDIV), so that it is activated, "
+            "recorded and torn down")
     return target
 
 
@@ -135,21 +116,17 @@ class VdsmApi:
         self._service = service
 
     def changeCD(self, vmID: object, cdromspec: object) -> dict[str, Any]:  # noqa: N802, N803
-        error = self.change_cd(vmID, cdromspec)
-        return {"vmList": {}} if error is None else error.response()
-
-    def change_cd(self, vmID: object, cdromspec: object) -> CdromError | None:  # noqa: N803
-        """``changeCD`` answering the typed error (None on success), e.g. for the simulator."""
+        """``{"vmList": {}}``, or vdsm's ``{"code", "message"}`` for the typed error."""
         try:
             request = ChangeCdRequest.parse(vmID, cdromspec)
             self._service.change_cd(request.vm, request.drive, request.target)
         except CdromError as err:
             log.warning("changeCD(%s) failed: %s", _shown(vmID), err)
-            return err
+            return err.response()
         except Exception as exc:  # never let an untyped error reach the engine
             log.exception("changeCD(%s) failed unexpectedly", _shown(vmID))
-            return internal_error(exc)
-        return None
+            return internal_error(exc).response()
+        return {"vmList": {}}
 
     def capabilities(self) -> dict[str, bool]:
         """What the host advertises to the engine for this feature."""

@@ -14,20 +14,20 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from lxml import etree
+from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.memory import MemoryHost
+from ovirt_cdrom.adapters.vdsm_layout import block_path
 from ovirt_cdrom.container import build
 from ovirt_cdrom.domain.model import (
-    CdEntry,
     CdTarget,
-    DiskType,
     DriveName,
     Eject,
-    EntryState,
     LoadVolume,
     VmId,
     VolumeRef,
-    block_volume_path,
 )
+from ovirt_cdrom.domain.state import Changing, DriveState, Ejecting, Inserting, Loaded
 from ovirt_cdrom.service import CdromService, RecoveryReport
 
 FLOWS = ("insert", "eject", "change")
@@ -37,7 +37,6 @@ READ_CALLS = frozenset({
     "metadata.read", "metadata.read_all", "volumes.is_active",
 })
 MEDIA_CALLS = frozenset({"hypervisor.load", "hypervisor.eject"})
-_NS = "http://ovirt.org/vm/1.0"
 _POOL = "5e3a7c1d-0000-4000-8000-000000000001"
 _DOMAIN = "5e3a7c1d-0000-4000-8000-000000000002"
 _IFACE, _INDEX = "sata", 2
@@ -85,8 +84,8 @@ def _timed(run: Callable[[], None]) -> float:
 class _FlowHost:
     """``vms`` VMs with one CD-ROM each and two ISO volumes of their own."""
 
-    def __init__(self, vms: int) -> None:
-        self.app = build({"adapters": "memory"})
+    def __init__(self, vms: int, faults: bool = False) -> None:
+        self.app = build({"adapters": "memory", "fault_injection": "on" if faults else "off"})
         self.host: MemoryHost = self.app.memory.host()
         self.service: CdromService = self.app.core.service()
         self.drive = DriveName.from_iface_index(_IFACE, _INDEX)
@@ -111,7 +110,7 @@ class _FlowHost:
     def check_holds(self, which: int | None) -> None:
         for n, vm in enumerate(self.vms):
             held = self.host.drive(vm, self.drive).source
-            want = None if which is None else block_volume_path(iso(n, which))
+            want = None if which is None else block_path(iso(n, which))
             if held != want:
                 raise AssertionError(f"VM {vm} holds {held}, expected {want}")
 
@@ -129,7 +128,6 @@ def flow_rates(vms: int, rounds: int) -> dict[str, Rates]:
     to_a = rig.batch(lambda n: LoadVolume(iso(n, 0)))
     eject = rig.batch(lambda _n: Eject())
     for _ in range(rounds):
-        rig.host.script.calls.clear()
         samples["insert"].append(vms / _timed(insert))
         rig.check_holds(0)
         change = [vms / _timed(to_b)]
@@ -139,14 +137,13 @@ def flow_rates(vms: int, rounds: int) -> dict[str, Rates]:
         samples["change"].append(_median(change))
         samples["eject"].append(vms / _timed(eject))
         rig.check_holds(None)
-    rig.host.script.calls.clear()
     return {k: Rates(tuple(v)) for k, v in samples.items()}
 
 
 def calls_per_flow() -> dict[str, dict[str, object]]:
     """The port calls one successful insert, change and eject make, counted as they happen."""
-    rig = _FlowHost(1)
-    vm, calls = rig.vms[0], rig.host.script.calls
+    rig = _FlowHost(1, faults=True)
+    vm, plan = rig.vms[0], rig.app.fault_plan()
     steps: list[tuple[str, CdTarget]] = [
         ("insert", LoadVolume(iso(0, 0))),
         ("change", LoadVolume(iso(0, 1))),
@@ -154,10 +151,10 @@ def calls_per_flow() -> dict[str, dict[str, object]]:
     ]
     found: dict[str, dict[str, object]] = {}
     for name, target in steps:
-        calls.clear()
+        plan.arm()
         if not rig.service.change_cd(vm, rig.drive, target).changed:
             raise AssertionError(f"the {name} flow changed nothing")
-        made = list(calls)
+        made = [c.call for c in plan.trace]
         count = Counter(made)
         found[name] = {
             "metadata_writes": count["metadata.write"],
@@ -170,43 +167,34 @@ def calls_per_flow() -> dict[str, dict[str, object]]:
 
 # --- Recovery ---------------------------------------------------------------------------
 
-# What an interrupted flow leaves (entries, what the tray holds, active volumes), by the
-# volumes A (0) and B (1) of the VM. The settled half holds A and names it.
-_Layout = tuple[tuple[tuple[EntryState | None, int], ...], int | None, tuple[int, ...]]
-_SETTLED: _Layout = (((None, 0),), 0, (0,))
+# What an interrupted flow leaves (the drive's state, what the tray holds, active volumes),
+# by the volumes A (0) and B (1) of the VM. The settled half holds A and names it.
+_Layout = tuple[Callable[[VolumeRef, VolumeRef], DriveState], int | None, tuple[int, ...]]
+_SETTLED: _Layout = (lambda a, _b: Loaded(a), 0, (0,))
 _LEFTOVERS: tuple[_Layout, ...] = (
     # change interrupted before the tray switched: tear B down, name A
-    (((EntryState.EJECTING, 0), (EntryState.LOADING, 1)), 0, (0, 1)),
+    (Changing, 0, (0, 1)),
     # change interrupted after the tray switched: tear A down, name B
-    (((EntryState.EJECTING, 0), (EntryState.LOADING, 1)), 1, (0, 1)),
+    (Changing, 1, (0, 1)),
     # insert interrupted before the load: tear B down, empty entry
-    (((EntryState.LOADING, 1),), None, (1,)),
+    (lambda _a, b: Inserting(b), None, (1,)),
     # eject interrupted after the tray emptied: tear A down, empty entry
-    (((EntryState.EJECTING, 0),), None, (0,)),
+    (lambda a, _b: Ejecting(a), None, (0,)),
 )
+# vdsm's own values in a VM's block, beside our entry.
+_VDSM_VALUES: tuple[tuple[str, dict[str, str], str], ...] = (
+    ("clusterVersion", {}, "4.7"), ("destroy_on_reboot", {"type": "bool"}, "False"),
+    ("launchPaused", {}, "false"), ("memGuaranteedSize", {"type": "int"}, "1024"),
+    ("resumeBehavior", {}, "auto_resume"))
 
 
-def _pdiv(volume: VolumeRef) -> str:
-    return (f"<ovirt-vm:domainID>{volume.domain_id}</ovirt-vm:domainID>"
-            f"<ovirt-vm:imageID>{volume.image_id}</ovirt-vm:imageID>"
-            f"<ovirt-vm:poolID>{volume.pool_id}</ovirt-vm:poolID>"
-            f"<ovirt-vm:volumeID>{volume.volume_id}</ovirt-vm:volumeID>")
-
-
-def _metadata_text(entries: Iterable[CdEntry], drive: DriveName) -> str:
-    """A VM's metadata block as libvirt returns it: vdsm's elements, then our entries."""
-    cd = "".join(
-        f'<ovirt-vm:device devtype="disk" name="{drive}"'
-        + (f' state="{e.state.value}"' if e.state else "") + ">"
-        + (_pdiv(e.volume) if e.volume else "") + "</ovirt-vm:device>"
-        for e in entries)
-    return (f'<ovirt-vm:vm xmlns:ovirt-vm="{_NS}">'
-            "<ovirt-vm:clusterVersion>4.7</ovirt-vm:clusterVersion>"
-            '<ovirt-vm:destroy_on_reboot type="bool">False</ovirt-vm:destroy_on_reboot>'
-            "<ovirt-vm:launchPaused>false</ovirt-vm:launchPaused>"
-            '<ovirt-vm:memGuaranteedSize type="int">1024</ovirt-vm:memGuaranteedSize>'
-            "<ovirt-vm:resumeBehavior>auto_resume</ovirt-vm:resumeBehavior>"
-            f"{cd}</ovirt-vm:vm>")
+def _metadata_text(state: DriveState, drive: DriveName) -> str:
+    """A VM's metadata block as libvirt returns it: vdsm's values, then our entry."""
+    block = metadata_xml.new_block()
+    for tag, attrs, text in _VDSM_VALUES:
+        etree.SubElement(block, f"{{{metadata_xml.NS}}}{tag}", attrs).text = text
+    metadata_xml.write(block, drive, state)
+    return metadata_xml.serialize(block)
 
 
 def recovery_host(vms: int) -> tuple[MemoryHost, CdromService, int]:
@@ -223,16 +211,16 @@ def recovery_host(vms: int) -> tuple[MemoryHost, CdromService, int]:
         vm = vm_id(n)
         volumes = (iso(n, 0), iso(n, 1))
         if n % 2:
-            spec, held, active = _LEFTOVERS[(n // 2) % len(_LEFTOVERS)]
+            state_of, held, active = _LEFTOVERS[(n // 2) % len(_LEFTOVERS)]
             leftovers += 1
         else:
-            spec, held, active = _SETTLED
-        entries = [CdEntry(state, volumes[which]) for state, which in spec]
-        host.add_vm(vm, metadata=_metadata_text(entries, drive))
-        source = None if held is None else block_volume_path(volumes[held])
-        host.add_drive(vm, _IFACE, _INDEX, source=source, disk_type=DiskType.BLOCK)
+            state_of, held, active = _SETTLED
+        host.add_vm(vm)
+        host.set_raw_metadata(vm, _metadata_text(state_of(*volumes), drive))
         for which, volume in enumerate(volumes):
             host.add_volume(volume, active=which in active)
+        host.add_drive(vm, _IFACE, _INDEX,
+                       None if held is None else host.media_of(volumes[held]))
     service: CdromService = app.core.service()
     return host, service, leftovers
 
@@ -259,7 +247,7 @@ def recovery_seconds(vms: int, collector: bool = True) -> float:
     if not report.clean or changed != leftovers:
         raise AssertionError(f"recovery of {vms} VMs: clean={report.clean}, "
                              f"changed {changed} drives, expected {leftovers}")
-    held = {host.volume_at(d.source) for vm in host.vms.values() for d in vm.drives.values()}
+    held = {host.volume_in(d.tray) for vm in host.vms.values() for d in vm.drives.values()}
     held.discard(None)
     if set(host.active_volumes()) != held:
         raise AssertionError(f"recovery of {vms} VMs left active volumes no VM holds")

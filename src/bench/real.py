@@ -38,7 +38,8 @@ from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection
 from ovirt_cdrom.adapters.libvirt.hypervisor import LibvirtHypervisor
 from ovirt_cdrom.adapters.libvirt.metadata import LibvirtMetadataRepository
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator
-from ovirt_cdrom.domain.model import CdEntry, DriveName, LoadVolume, Media, VmId, VolumeRef
+from ovirt_cdrom.domain.model import DriveName, LoadVolume, Media, VmId, VolumeRef
+from ovirt_cdrom.domain.state import Loaded
 from ovirt_cdrom.ports import VolumeActivator
 from ovirt_cdrom.service import CdromService
 
@@ -348,7 +349,7 @@ def measure(changes: int, rounds: int,
                         libvirt_ms.append(lv * 1000)
                         storage_ms.append(st * 1000)
             # The bare changes really changed the CD: the VM holds A, the metadata says so.
-            if metadata.read(vm, drive) != (CdEntry(None, isos[0]),) \
+            if metadata.read(vm, drive) != Loaded(isos[0]) \
                     or not activator.is_active(isos[0]) or activator.is_active(isos[1]):
                 raise AssertionError("the bare changes did not leave the VM as a change would")
             change_ms += round_change

@@ -52,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(f"VM tray ({drive})", host.drive(vm, drive).source or "(empty)")
         table.add_row("active volumes", "\n".join(
             name for name, v in _ISOS.items() if host.volumes[v]) or "(none)")
-        table.add_row("VM metadata", host.vm(vm).metadata_xml)
+        table.add_row("VM metadata", host.vm(vm).metadata.xml())
         console.print(table)
     return 0

@@ -152,6 +152,17 @@ class DriveBusy(GeneralException):
     msg = "Drive {drive} of VM {vm} has leftovers that could not be cleaned up: {reason}"
 
 
+ENGINE_ERRORS: tuple[type[CdromError], ...] = (
+    NoSuchVM, ImageFileNotFound, ChangeDiskFailed, MigrationInProgress, UnsupportedOperation,
+    GeneralException, CannotPrepareImage)
+_NAMES = {error.code: error.vdsm_name for error in ENGINE_ERRORS}
+
+
+def vdsm_name(code: int) -> str:
+    """vdsm's name of an error code the engine knows (GeneralException for others)."""
+    return _NAMES.get(code, GeneralException.vdsm_name)
+
+
 def internal_error(exc: BaseException) -> GeneralException:
     """Wrap an untyped exception so that nothing reaches the engine untyped."""
     err = GeneralException(f"{type(exc).__name__}: {exc}")

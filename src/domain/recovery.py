@@ -5,176 +5,127 @@ changing what the VM holds: the CD in the tray is the truth, the metadata is mad
 it, and every volume the metadata named that the tray does not hold is torn down.
 
 ``RECOVERY_TABLE`` is the design's "VM recovery flow" section, one row per case, in the
-design's order and words. ``decide`` looks the observation up in it; an observation the
+design's order and words (docs/design.md). A row matches a state's class and fields
+directly: which of its volumes are active, which one the tray holds. An observation the
 design does not list (two faults in a row, a VM changed behind our back) falls back to the
-rule every row is an instance of (``_converge``), and says so.
+rule every row is an instance of (:func:`converge`), and says so; so does metadata that
+cannot be understood (``Unreadable``, D22), where the tray is the truth.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ovirt_cdrom.domain.model import CdromSlot, Unreadable, VolumeRef
+from ovirt_cdrom.domain.model import Tray, VolumeRef
+from ovirt_cdrom.domain.state import (
+    Changing,
+    DriveState,
+    Ejecting,
+    Inserting,
+    Settled,
+    Switched,
+    Unreadable,
+    in_tray,
+    settled,
+)
 
-
-class Shape(enum.Enum):
-    """The CD-ROM metadata entries, as the design's recovery section describes them."""
-
-    SETTLED = "one entry, no state"
-    LOADING = 'state="loading", no other metadata for the CD-ROM'
-    EJECTING = 'state="ejecting", no other metadata for the CD-ROM'
-    CHANGE = 'two entries, one state="ejecting", second state="loading"'
-    SWITCHED = 'two entries, one state="ejecting", second without state'
-
-
-class Role(enum.Enum):
-    """Which entry's volume a fact is about."""
-
-    LOADING = "loading"    # the entry with state="loading"
-    EJECTING = "ejecting"  # the entry with state="ejecting"
-    SETTLED = "settled"    # the entry without state
-    NONE = "none"          # nothing (an empty tray, or a CD no entry names)
-
-
-ANY = None  # in a table cell: this fact does not matter for the row
+ANY = None  # in a cell: this fact does not matter for the row
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     case: str
-    shape: Shape
-    loading_active: bool | None  # "volume for loading is prepared / torn down"
-    ejecting_active: bool | None  # "volume for ejected CD is prepared / torn down"
-    vm_holds: Role               # "CD is loaded / CD isn't loaded / CDROM contains ..."
-    teardown: tuple[Role, ...]
-    keep: Role                   # the entry that remains, without state
-    design: str                  # the design's words for the actions
+    state: type[DriveState]
+    active: Mapping[str, bool]     # field -> "volume ... is prepared" (True) / "torn down"
+    tray: str | None               # the field whose volume the tray holds; None: none of them
+    teardown: tuple[str, ...]      # the fields whose volumes are torn down
+    keep: str | None               # the field whose volume stays named; None: the empty entry
+    design: str                    # the design's words for the actions
 
-
-L, E, S, N = Role.LOADING, Role.EJECTING, Role.SETTLED, Role.NONE
 
 # fmt: off
 RECOVERY_TABLE: tuple[Row, ...] = (
-    # --- VM with empty tray, insert CD ---------------------------------------------------
-    Row("insert.1", Shape.LOADING,  True,  ANY,   L, (),  L,
+    # --- VM with empty tray, insert CD ----------------------------------------------------
+    Row("insert.1", Inserting, {"new": True},  "new", (),         "new",
         'remove state="loading" from metadata'),
-    Row("insert.2", Shape.LOADING,  True,  ANY,   N, (L,), N,
+    Row("insert.2", Inserting, {"new": True},  None,  ("new",),   None,
         "tear down the volume and remove drive spec"),
-    Row("insert.3", Shape.LOADING,  False, ANY,   N, (),  N,
+    Row("insert.3", Inserting, {"new": False}, None,  (),         None,
         "remove drive spec metadata"),
-    # --- VM with loaded CD, eject CD (also change case 1) -------------------------------
-    Row("eject.1",  Shape.EJECTING, ANY,   True,  E, (),  E,
+    # --- VM with loaded CD, eject CD (also change case 1) ---------------------------------
+    Row("eject.1",  Ejecting,  {"old": True},  "old", (),         "old",
         'remove state="ejecting" from metadata'),
-    Row("eject.2",  Shape.EJECTING, ANY,   True,  N, (E,), N,
+    Row("eject.2",  Ejecting,  {"old": True},  None,  ("old",),   None,
         'tear down the volume and remove state="ejecting" (DECISION: and the entry)'),
-    Row("eject.3",  Shape.EJECTING, ANY,   False, N, (),  N,
+    Row("eject.3",  Ejecting,  {"old": False}, None,  (),         None,
         'remove state="ejecting" (DECISION: and the entry)'),
-    # --- VM with loaded CD, changeCD ----------------------------------------------------
-    Row("change.2", Shape.CHANGE,   False, ANY,   E, (),  E,
+    # --- VM with loaded CD, changeCD ------------------------------------------------------
+    Row("change.2", Changing,  {"new": False}, "old", (),         "old",
         'remove metadata for loading; remove state="ejecting"'),
-    Row("change.3", Shape.CHANGE,   True,  ANY,   E, (L,), E,
-        'tear down loading CD volume; remove metadata for loading CD; '
+    Row("change.3", Changing,  {"new": True},  "old", ("new",),   "old",
+        "tear down loading CD volume; remove metadata for loading CD; "
         'remove state="ejecting"'),
-    Row("change.4", Shape.CHANGE,   True,  ANY,   L, (E,), L,
-        'tear down ejecting CD volume; remove metadata for ejecting CD; '
+    Row("change.4", Changing,  {"new": True},  "new", ("old",),   "new",
+        "tear down ejecting CD volume; remove metadata for ejecting CD; "
         'remove state="loading"'),
-    Row("change.5", Shape.SWITCHED, ANY,   True,  S, (E,), S,
+    Row("change.5", Switched,  {"old": True},  "current", ("old",), "current",
         "tear down ejecting CD volume; remove metadata for ejecting CD"),
-    Row("change.6", Shape.SWITCHED, ANY,   False, S, (),  S,
+    Row("change.6", Switched,  {"old": False}, "current", (),       "current",
         "remove metadata for ejecting CD"),
-    # --- Beyond the design: nothing pending -------------------------------------------
-    Row("settled",  Shape.SETTLED,  ANY,   ANY,   S, (),  S,
-        "nothing to do"),
 )
 # fmt: on
 
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What recovery saw for one drive."""
-
-    slot: CdromSlot | Unreadable
-    held: str | None                 # the path in the tray, None when empty
-    active: frozenset[VolumeRef]     # which of the slot's volumes are active
-
-    @classmethod
-    def of(cls, slot: CdromSlot | Unreadable, held: str | None,
-           active: Iterable[VolumeRef]) -> Observation:
-        return cls(slot, held, frozenset(active))
+CONVERGE = "beyond the design: name what the VM holds, tear down the rest"
+UNREADABLE = ("beyond the design: metadata not understood, the tray is the truth: "
+              "name what it holds, tear down the rest")
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    case: str                        # the table row, or "converge" when none matched
+    case: str                        # the table row, "converge" or "unreadable"
     teardown: tuple[VolumeRef, ...]
-    final: CdromSlot
+    final: Settled
     design: str
 
 
-def shape_of(slot: CdromSlot) -> Shape:
-    if slot.loading is not None:
-        return Shape.LOADING if slot.current is None else Shape.CHANGE
-    if slot.ejecting:
-        return Shape.EJECTING
-    if slot.stale is not None:
-        return Shape.SWITCHED
-    return Shape.SETTLED
+def _volume(state: DriveState, name: str | None) -> VolumeRef | None:
+    value = getattr(state, name) if name is not None else None
+    return value if isinstance(value, VolumeRef) else None
 
 
-def roles(slot: CdromSlot) -> dict[Role, VolumeRef | None]:
-    """The volume behind each role, for the shape the slot has."""
-    shape = shape_of(slot)
-    if shape is Shape.LOADING:
-        return {L: slot.loading}
-    if shape is Shape.EJECTING:
-        return {E: slot.current}
-    if shape is Shape.CHANGE:
-        return {L: slot.loading, E: slot.current}
-    if shape is Shape.SWITCHED:
-        return {S: slot.current, E: slot.stale}
-    return {S: slot.current}
+def matches(row: Row, state: DriveState, tray: Tray, active: frozenset[VolumeRef]) -> bool:
+    """Whether ``row`` describes the observation."""
+    if type(state) is not row.state:
+        return False
+    for name, want in row.active.items():
+        if (_volume(state, name) in active) != want:
+            return False
+    if row.tray is None:
+        return in_tray(state, tray) is None
+    volume = _volume(state, row.tray)
+    return volume is not None and volume.in_tray(tray)
 
 
-def held_role(slot: CdromSlot, held: str | None) -> Role:
-    for role, volume in roles(slot).items():
-        if volume is not None and volume.is_at(held):
-            return role
-    return N
-
-
-def decide(obs: Observation) -> Decision:
-    """Decide what recovery does for one drive."""
-    if isinstance(obs.slot, Unreadable):
-        return _converge(obs, "unreadable",
-                         "beyond the design: metadata not understood, the tray is the truth: "
-                         "name what it holds, tear down the rest")
-    shape = shape_of(obs.slot)
-    by_role = roles(obs.slot)
-    holds = held_role(obs.slot, obs.held)
-
-    def active(role: Role) -> bool:
-        volume = by_role.get(role)
-        return volume is not None and volume in obs.active
-
+def decide(state: DriveState, tray: Tray, active: frozenset[VolumeRef]) -> Decision:
+    """Decide what recovery does for one drive: its state, its tray, which of the state's
+    volumes are active."""
+    if isinstance(state, Unreadable):
+        return converge(state, tray, active, "unreadable", UNREADABLE)
     for row in RECOVERY_TABLE:
-        if (row.shape is shape and row.vm_holds is holds
-                and (row.loading_active is ANY or row.loading_active == active(L))
-                and (row.ejecting_active is ANY or row.ejecting_active == active(E))):
-            teardown = tuple(v for r in row.teardown if (v := by_role.get(r)) is not None)
-            return Decision(row.case, teardown, CdromSlot(current=by_role.get(row.keep)),
-                            row.design)
-    return _converge(obs, "converge", "beyond the design: name what the VM holds, "
-                     "tear down the rest")
+        if matches(row, state, tray, active):
+            teardown = tuple(v for name in row.teardown
+                             if (v := _volume(state, name)) is not None)
+            return Decision(row.case, teardown, settled(_volume(state, row.keep)), row.design)
+    return converge(state, tray, active)
 
 
-def _converge(obs: Observation, case: str, design: str) -> Decision:
-    """The rule behind every row: keep what the tray holds, tear down every other volume.
-
-    Used for what the design does not list, e.g. a settled entry naming a CD the tray no
-    longer holds, or a change whose loading volume is gone while the tray is empty.
-    """
-    kept = next((v for v in obs.slot.volumes if v.is_at(obs.held)), None)
-    teardown = tuple(v for v in obs.slot.volumes if v != kept and v in obs.active)
-    return Decision(case, teardown, CdromSlot(current=kept), design)
+def converge(state: DriveState, tray: Tray, active: frozenset[VolumeRef],
+             case: str = "converge", design: str = CONVERGE) -> Decision:
+    """The rule behind every row: keep what the tray holds, tear down every other active
+    volume the state names. Used for what the design does not list, e.g. a settled entry
+    naming a CD the tray no longer holds, or a change whose loading volume is gone while
+    the tray is empty."""
+    kept = in_tray(state, tray)
+    teardown = tuple(v for v in state.volumes if v != kept and v in active)
+    return Decision(case, teardown, settled(kept), design)

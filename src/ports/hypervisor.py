@@ -5,15 +5,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 
-from ovirt_cdrom.domain.model import DriveName, Media, VmId
+from ovirt_cdrom.domain.model import DriveName, Media, Tray, VmId
 
 
 class Hypervisor(abc.ABC):
     """The VMs running on this host and their CD-ROM drives.
 
-    Errors: ``NoSuchVM`` for an unknown VM, ``NoSuchDrive`` for a VM without that CD-ROM,
-    ``HypervisorTimeout`` when a call may have taken effect without answering, and
-    ``HypervisorError`` for any other refusal.
+    What a tray holds is a :data:`~ovirt_cdrom.domain.model.Tray`: empty, a storage domain's
+    volume, or a file; the adapter tells them apart. Errors: ``NoSuchVM`` for an unknown VM,
+    ``NoSuchDrive`` for a VM without that CD-ROM, ``HypervisorTimeout`` when a call may have
+    taken effect without answering, and ``HypervisorError`` for any other refusal.
     """
 
     @abc.abstractmethod
@@ -25,12 +26,12 @@ class Hypervisor(abc.ABC):
         """Whether the VM is migrating (a media change must then be refused)."""
 
     @abc.abstractmethod
-    def cdroms(self, vm: VmId) -> Mapping[DriveName, str | None]:
-        """Every CD-ROM drive of the VM and the path its tray holds (None: empty)."""
+    def cdroms(self, vm: VmId) -> Mapping[DriveName, Tray]:
+        """Every CD-ROM drive of the VM and what its tray holds."""
 
     @abc.abstractmethod
-    def cdrom(self, vm: VmId, drive: DriveName) -> str | None:
-        """The path the drive's tray holds, None when empty."""
+    def cdrom(self, vm: VmId, drive: DriveName) -> Tray:
+        """What the drive's tray holds."""
 
     @abc.abstractmethod
     def load(self, vm: VmId, drive: DriveName, media: Media) -> None:

@@ -18,8 +18,9 @@ from ovirt_cdrom.adapters.faults import TracedCall
 from ovirt_cdrom.adapters.memory import MemoryHost
 from ovirt_cdrom.adapters.memory.invariants import violations
 from ovirt_cdrom.domain.errors import CdromError, InvalidMetadata
-from ovirt_cdrom.domain.model import Unreadable
-from ovirt_cdrom.simulator.runner import DriveRecovered, ScenarioRun, StepOutcome
+from ovirt_cdrom.domain.state import DriveState, Unreadable
+from ovirt_cdrom.service import DriveRecovery
+from ovirt_cdrom.simulator.runner import Failure, ScenarioRun, StepOutcome
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.syntax import Syntax
@@ -30,10 +31,16 @@ from rich.tree import Tree
 # --- JSON ----------------------------------------------------------------------------------
 
 
-def error_json(err: CdromError | None) -> dict[str, Any] | None:
+def error_json(err: Failure | CdromError | None) -> dict[str, Any] | None:
     if err is None:
         return None
     return {"code": err.code, "name": err.vdsm_name, "message": err.message}
+
+
+def entries_json(state: DriveState) -> list[dict[str, Any]]:
+    """The drive's state as the design's logical entries: ``[{state, pdiv}]``."""
+    return [{"state": label, "pdiv": volume.as_dict() if volume else None}
+            for label, volume in metadata_xml.entries(state)]
 
 
 def trace_json(trace: list[TracedCall]) -> list[dict[str, Any]]:
@@ -41,8 +48,8 @@ def trace_json(trace: list[TracedCall]) -> list[dict[str, Any]]:
              "outcome": c.outcome} for c in trace]
 
 
-def _recovered_json(drives: list[DriveRecovered]) -> list[dict[str, Any]]:
-    return [{"vm": d.vm, "drive": d.drive, "case": d.case, "design": d.design,
+def _recovered_json(drives: list[DriveRecovery]) -> list[dict[str, Any]]:
+    return [{"vm": str(d.vm), "drive": str(d.drive), "case": d.case, "design": d.design,
              "changed": d.changed, "clean": d.clean, "error": error_json(d.error)}
             for d in drives]
 
@@ -59,6 +66,8 @@ def step_json(outcome: StepOutcome, trace: bool = False) -> dict[str, Any]:
         out["note"] = step.note
     if outcome.recovered is not None:
         out["recovered"] = _recovered_json(outcome.recovered)
+    if outcome.gone:
+        out["gone"] = [str(vm) for vm in outcome.gone]
     if trace:
         out["trace"] = trace_json(outcome.trace)
     return out
@@ -71,18 +80,19 @@ def final_json(host: MemoryHost) -> dict[str, Any]:
             drives: dict[str, Any] = {}
             for name, drive in sorted(vm.drives.items()):
                 entry: dict[str, Any] = {"source": drive.source}
+                state: DriveState
                 try:
-                    entries = metadata_xml.read_entries(vm.metadata, name)
+                    state = vm.metadata.read(name)
                 except CdromError as err:
-                    entries = Unreadable(err.reason)
-                if isinstance(entries, Unreadable):
+                    state = Unreadable(err.reason)
+                if isinstance(state, Unreadable):
                     entry["metadata"] = None
-                    entry["metadata_error"] = InvalidMetadata(entries.reason).message
+                    entry["metadata_error"] = InvalidMetadata(state.reason).message
                 else:
-                    entry["metadata"] = [e.as_dict() for e in entries]
+                    entry["metadata"] = entries_json(state)
                 entry["iface"], entry["index"] = drive.iface, drive.index
                 drives[name.value] = entry
-            vms[str(vm.id)] = {"drives": drives, "metadata_xml": vm.metadata_xml,
+            vms[str(vm.id)] = {"drives": drives, "metadata_xml": vm.metadata.xml(),
                                "migrating": vm.migrating}
         volumes = [{**v.as_dict(), "active": active} for v, active in host.volumes.items()]
     return {"vms": vms, "volumes": volumes}
@@ -182,7 +192,7 @@ def _steps_table(run: ScenarioRun) -> Table:
         if outcome.step.note:
             lines.append(Text(outcome.step.note, style="italic"))
         for d in outcome.recovered or ():
-            line = f"{short(d.vm)} {d.drive}: " + (
+            line = f"{short(str(d.vm))} {d.drive}: " + (
                 f"case {d.case}: {d.design}" if d.case else "nothing to do")
             if not d.clean:
                 line += " (NOT clean: the next recovery retries)"

@@ -17,29 +17,34 @@ from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.faults import FaultPlan, SimulatedCrash, TracedCall
 from ovirt_cdrom.adapters.memory import MemoryHost
 from ovirt_cdrom.adapters.memory.invariants import fingerprints
+from ovirt_cdrom.adapters.vdsm_layout import block_path
 from ovirt_cdrom.container import Application, build, load_config
-from ovirt_cdrom.domain.errors import CdromError, GeneralException
-from ovirt_cdrom.domain.model import (
-    DiskType,
-    VmId,
-    VolumeRef,
-    block_volume_path,
-)
-from ovirt_cdrom.service import CdromService, RecoveryReport
+from ovirt_cdrom.domain.errors import CdromError, GeneralException, vdsm_name
+from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef
+from ovirt_cdrom.service import CdromService, DriveRecovery, RecoveryReport
 from ovirt_cdrom.simulator.scenario import Scenario, Step
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class DriveRecovered:
-    vm: str
-    drive: str
-    case: str | None       # the design's recovery row (or "converge"); None: nothing to do
-    design: str | None
-    changed: bool
-    clean: bool
-    error: CdromError | None
+class Failure:
+    """An error answer as the engine sees it: vdsm's code, its name, the message."""
+
+    code: int
+    vdsm_name: str
+    message: str
+
+    @classmethod
+    def of(cls, err: CdromError) -> Failure:
+        return cls(err.code, err.vdsm_name, err.message)
+
+    @classmethod
+    def answer(cls, answer: dict[str, Any]) -> Failure | None:
+        """vdsm's answer: None for ``{"vmList": ...}``, else its ``{"code", "message"}``."""
+        if "code" not in answer:
+            return None
+        return cls(answer["code"], vdsm_name(answer["code"]), answer["message"])
 
 
 @dataclass(slots=True)
@@ -48,10 +53,11 @@ class StepOutcome:
     ok: bool
     injected: bool
     crashed: bool
-    error: CdromError | None
+    error: Failure | None
     calls: int                       # port calls the step made (a crashed call excluded)
     trace: list[TracedCall]
-    recovered: list[DriveRecovered] | None = None  # recover steps only
+    recovered: list[DriveRecovery] | None = None  # recover steps only
+    gone: list[VmId] = field(default_factory=list)  # recover steps: VMs gone meanwhile
 
 
 @dataclass(slots=True)
@@ -85,14 +91,15 @@ class Simulation:
         if step.op == "recover" and not self._fresh:
             self.restart()
         self._fresh = False
-        self.plan.reset(step.fail_at_call, step.fail_effect, step.crash_at_call)
-        error: CdromError | None = None
-        recovered: list[DriveRecovered] | None = None
+        self.plan.arm(step.fail, step.fail_effect, step.crash)
+        error: Failure | None = None
+        recovered: list[DriveRecovery] | None = None
+        gone: list[VmId] = []
         crashed = False
         try:
             if step.op == "changeCD":
-                error = self.app.core.api().change_cd(step.args.get("vmID"),
-                                                      step.args.get("cdromspec"))
+                error = Failure.answer(self.app.core.api().changeCD(
+                    step.args.get("vmID"), step.args.get("cdromspec")))
             else:
                 service: CdromService = self.app.core.service()
                 try:
@@ -101,19 +108,20 @@ class Simulation:
                     # The host's VMs could not even be listed: the step failed, the
                     # scenario goes on (an outcome, not an internal error).
                     log.info("Recovery failed: %s", err)
-                    recovered, error = [], err
+                    recovered, error = [], Failure.of(err)
                 else:
-                    recovered, error = _recovered(report)
+                    recovered, gone, error = report.drives, report.gone, _failure(report)
         except SimulatedCrash:
             crashed = True
-            log.info("Step %s crashed at call %s", step.op, step.crash_at_call)
+            log.info("Step %s crashed at %s", step.op, step.crash)
             self.restart()
             self._fresh = True
         calls = self.plan.calls - (1 if crashed else 0)
         outcome = StepOutcome(step, ok=not crashed and error is None,
                               injected=self.plan.injected, crashed=crashed, error=error,
-                              calls=calls, trace=list(self.plan.trace), recovered=recovered)
-        self.plan.reset()
+                              calls=calls, trace=list(self.plan.trace), recovered=recovered,
+                              gone=gone)
+        self.plan.arm()
         self.run.steps.append(outcome)
         return outcome
 
@@ -122,7 +130,8 @@ class Simulation:
 # process, the injection armed per step. Every other setting comes from the configuration
 # (defaults, OVIRT_CDROM_CONFIG, OVIRT_CDROM_<KEY>), a scenario's own keys winning.
 SIMULATOR_SETTINGS = {"adapters": "memory", "fault_injection": "on", "crash_action": "raise",
-                      "fail_at_call": None, "crash_at_call": None, "fail_effect": "before"}
+                      "fail_at": None, "fail_at_call": None, "crash_at": None,
+                      "crash_at_call": None, "fail_effect": "before"}
 
 
 def check_configuration() -> None:
@@ -172,33 +181,28 @@ def _set_up(host: MemoryHost, scenario: Scenario, encoding: metadata_xml.Encodin
         memory_vm = host.add_vm(vm.id, migrating=vm.migrating, metadata=vm.metadata_xml)
         for d in vm.drives:
             if isinstance(d.loaded, VolumeRef):
-                host.add_volume(d.loaded, active=True)
-                host.add_drive(vm.id, d.iface, d.index, block_volume_path(d.loaded),
-                               DiskType.BLOCK)
+                host.add_volume(d.loaded, active=True)  # a CD in a tray is active
+                media: Media | None = Media(block_path(d.loaded), DiskType.BLOCK)
             else:
-                host.add_drive(vm.id, d.iface, d.index, d.loaded, DiskType.FILE)
-            entries = d.metadata
-            if entries is None:
-                try:
-                    existing = metadata_xml.read_entries(memory_vm.metadata, d.name)
-                except CdromError:
-                    continue  # hostile metadata_xml: kept as the scenario wrote it
-                if existing:
-                    continue
-                entries = d.default_entries()
-            metadata_xml.write_entries(memory_vm.metadata, d.name, entries, encoding)
+                media = None if d.loaded is None else Media(d.loaded, DiskType.FILE)
+            host.add_drive(vm.id, d.iface, d.index, media)
+            state = d.state
+            if state is None:
+                if metadata_xml.has_elements(memory_vm.metadata.element(), d.name):
+                    continue  # the entries metadata_xml holds for it, kept as written
+                state = d.default_state()
+            memory_vm.metadata.write(d.name, state, encoding)
 
 
-def _recovered(report: RecoveryReport) -> tuple[list[DriveRecovered], CdromError | None]:
-    drives = [DriveRecovered(str(d.vm), str(d.drive), d.case, d.design, d.changed, d.clean,
-                             d.error) for d in report.drives]
+def _failure(report: RecoveryReport) -> Failure | None:
+    """A recovery's outcome as one error: the first met, or the drives left to retry."""
     if report.clean:
-        return drives, None
+        return None
     for err in report.vm_errors.values():
-        return drives, err
-    for r in drives:
-        if r.error is not None:
-            return drives, r.error
-    left = ", ".join(f"{r.vm}/{r.drive}" for r in drives if not r.clean)
-    return drives, GeneralException(
-        f"recovery could not clean up {left}; the next recovery retries")
+        return Failure.of(err)
+    for d in report.drives:
+        if d.error is not None:
+            return Failure.of(d.error)
+    left = ", ".join(f"{d.vm}/{d.drive}" for d in report.drives if not d.clean)
+    return Failure.of(GeneralException(
+        f"recovery could not clean up {left}; the next recovery retries"))

@@ -3,7 +3,8 @@
 The format is a public contract (see ``docs/simulator.md``): ``name``, ``volumes``,
 ``vms`` (``id``, ``migrating``, ``metadata_xml``, ``drives`` with ``iface``, ``index``,
 ``loaded``, ``metadata``) and ``steps`` (``changeCD`` or ``recover``, each optionally with
-``fail_at_call`` + ``fail_effect`` or ``crash_at_call``). Extensions: ``files``,
+``fail_at_call`` + ``fail_effect`` or ``crash_at_call``, or the named ``fail_at`` and
+``crash_at`` ``{call, occurrence}``). Extensions: ``files``,
 ``metadata_encoding``, a legacy path as ``loaded``, and per step ``note`` and ``unchecked``.
 
 Validation is done once, here; the runner trusts what it gets.
@@ -19,21 +20,18 @@ from typing import Any, Literal
 
 import yaml
 from ovirt_cdrom.adapters import metadata_xml
-from ovirt_cdrom.adapters.faults import Effect
+from ovirt_cdrom.adapters.faults import CALL_NAMES, At, Effect
 from ovirt_cdrom.adapters.vdsm_api import ChangeCdRequest
 from ovirt_cdrom.domain.errors import CdromError, InvalidParameter
 from ovirt_cdrom.domain.model import (
-    EMPTY_ENTRY,
-    CdEntry,
-    CdromSlot,
     DriveName,
-    EntryState,
     LoadPath,
     VmId,
     VolumeRef,
     parse_index,
     parse_uuid,
 )
+from ovirt_cdrom.domain.state import DriveState, settled
 
 Op = Literal["changeCD", "recover"]
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -53,14 +51,12 @@ class DriveSetup:
     iface: str
     index: int
     name: DriveName
-    loaded: VolumeRef | str | None      # a volume, a legacy path (extension), or empty
-    metadata: tuple[CdEntry, ...] | None  # None: the default (see ``default_entries``)
+    loaded: VolumeRef | str | None  # a volume, a legacy path (extension), or empty
+    state: DriveState | None        # what ``metadata`` sets up; None: the default
 
-    def default_entries(self) -> tuple[CdEntry, ...]:
-        """One settled entry naming the volume in the tray, or the empty entry."""
-        if isinstance(self.loaded, VolumeRef):
-            return (CdEntry(None, self.loaded),)
-        return (EMPTY_ENTRY,)
+    def default_state(self) -> DriveState:
+        """The settled state naming the volume in the tray, or the empty one."""
+        return settled(self.loaded if isinstance(self.loaded, VolumeRef) else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +71,24 @@ class VmSetup:
 class Step:
     op: Op
     args: Mapping[str, Any]
-    fail_at_call: int | None = None
+    fail: At | None = None
     fail_effect: Effect = "before"
-    crash_at_call: int | None = None
+    crash: At | None = None
     note: str | None = None
 
     def fault(self) -> dict[str, Any]:
-        """The injection the step asked for, for the report (empty: none)."""
-        if self.crash_at_call is not None:
-            return {"crash_at_call": self.crash_at_call}
-        if self.fail_at_call is not None:
-            return {"fail_at_call": self.fail_at_call, "fail_effect": self.fail_effect}
+        """The injection the step asked for, as the step gave it (empty: none)."""
+        if self.crash is not None:
+            return _point("crash_at", self.crash)
+        if self.fail is not None:
+            return {**_point("fail_at", self.fail), "fail_effect": self.fail_effect}
         return {}
+
+
+def _point(key: str, at: At) -> dict[str, Any]:
+    if at.number is not None:
+        return {f"{key}_call": at.number}
+    return {key: {"call": at.call, "occurrence": at.occurrence}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +202,9 @@ _VM_KEYS = ("id", "migrating", "metadata_xml", "drives")
 _DRIVE_KEYS = ("iface", "index", "loaded", "metadata")
 _ENTRY_KEYS = ("state", "pdiv")
 _STEP_OPS: tuple[Op, ...] = ("changeCD", "recover")
-_STEP_KEYS = (*_STEP_OPS, "fail_at_call", "fail_effect", "crash_at_call", "note", "unchecked")
+_INJECTIONS = ("fail_at_call", "fail_at", "crash_at_call", "crash_at")
+_STEP_KEYS = (*_STEP_OPS, *_INJECTIONS, "fail_effect", "note", "unchecked")
+MAX_CALL = 1_000_000  # far beyond any step's calls (a recovery of 10,000 VMs makes 30,000)
 
 
 def parse_scenario(data: object, path: str) -> Scenario:
@@ -293,37 +297,33 @@ def _drive(data: object, path: str) -> DriveSetup:
         lm = _mapping(value, where)
         _only(lm, where, VolumeRef.KEYS)
         loaded = _pdiv(lm, where)
-    entries: tuple[CdEntry, ...] | None = None
+    state: DriveState | None = None
     if m.get("metadata") is not None:
         where = _join(path, "metadata")
-        entries = tuple(_entry(e, f"{where}[{k}]")
-                        for k, e in enumerate(_list(m["metadata"], where)))
+        entries = [_entry(e, f"{where}[{k}]") for k, e in enumerate(_list(m["metadata"], where))]
         try:
-            CdromSlot.from_entries(entries)
+            state = metadata_xml.from_entries(entries)
         except CdromError as err:
             raise ScenarioError(where, f"not a state the design knows: {err}") from None
-    return DriveSetup(str(m["iface"]), index, name, loaded, entries)
+    return DriveSetup(str(m["iface"]), index, name, loaded, state)
 
 
-def _entry(data: object, path: str) -> CdEntry:
+def _entry(data: object, path: str) -> metadata_xml.Entry:
     m = _mapping(data, path)
     _only(m, path, _ENTRY_KEYS)
-    state = None
-    if m.get("state") is not None:
-        try:
-            state = EntryState(m["state"])
-        except ValueError:
-            raise ScenarioError(_join(path, "state"),
-                                f"expected loading, ejecting or null, got {m['state']!r}") from None
+    state = m.get("state")
+    if state is not None and state not in (metadata_xml.LOADING, metadata_xml.EJECTING):
+        raise ScenarioError(_join(path, "state"),
+                            f"expected loading, ejecting or null, got {state!r}")
     volume = None
     if m.get("pdiv") is not None:
         where = _join(path, "pdiv")
         pm = _mapping(m["pdiv"], where)
         _only(pm, where, VolumeRef.KEYS)
         volume = _pdiv(pm, where)
-    if state is not None and volume is None:
-        raise ScenarioError(_join(path, "pdiv"), f"a {state.value} entry needs a pdiv")
-    return CdEntry(state, volume)
+    if state == metadata_xml.LOADING and volume is None:
+        raise ScenarioError(_join(path, "pdiv"), "a loading entry needs a pdiv")
+    return state, volume
 
 
 def _step(data: object, path: str) -> Step:
@@ -342,20 +342,47 @@ def _step(data: object, path: str) -> Step:
         args: Mapping[str, Any] = {}
     else:
         args = _change_cd(m[op], where, unchecked)
-    fail_at = _positive(m, "fail_at_call", path)
-    crash_at = _positive(m, "crash_at_call", path)
-    if fail_at is not None and crash_at is not None:
-        raise ScenarioError(_join(path, "crash_at_call"),
-                            "a step carries fail_at_call or crash_at_call, not both")
+    given = [key for key in _INJECTIONS if m.get(key) is not None]
+    if len(given) > 1:
+        raise ScenarioError(_join(path, given[1]),
+                            f"a step carries one of {', '.join(_INJECTIONS)}; got "
+                            + " and ".join(given))
+    fail = crash = None
+    if given:
+        point = _at(m, given[0], path)
+        if given[0].startswith("fail"):
+            fail = point
+        else:
+            crash = point
     effect: Effect = "before"
     if m.get("fail_effect") is not None:
-        if fail_at is None:
-            raise ScenarioError(_join(path, "fail_effect"), "needs fail_at_call")
+        if fail is None:
+            raise ScenarioError(_join(path, "fail_effect"), "needs fail_at_call or fail_at")
         if m["fail_effect"] not in ("before", "after"):
             raise ScenarioError(_join(path, "fail_effect"),
                                 f"expected before or after, got {m['fail_effect']!r}")
         effect = m["fail_effect"]
-    return Step(op, args, fail_at, effect, crash_at, _optional_str(m, "note", path))
+    return Step(op, args, fail, effect, crash, _optional_str(m, "note", path))
+
+
+def _at(m: Mapping[str, Any], key: str, path: str) -> At:
+    """A fault point: ``*_call: N`` (the step's N-th port call), or ``{call, occurrence}``
+    (the occurrence-th call of ``<port>.<method>`` within the step)."""
+    where = _join(path, key)
+    if key.endswith("_call"):
+        return At(number=_count(m[key], where))
+    point = _mapping(m[key], where)
+    _only(point, where, ("call", "occurrence"))
+    if "call" not in point:
+        raise ScenarioError(_join(where, "call"), "missing")
+    call = point["call"]
+    if call not in CALL_NAMES:
+        raise ScenarioError(_join(where, "call"), f"unknown call {str(call)[:80]!r}; "
+                            f"expected one of {', '.join(CALL_NAMES)}")
+    occurrence = 1
+    if point.get("occurrence") is not None:
+        occurrence = _count(point["occurrence"], _join(where, "occurrence"))
+    return At(call, occurrence)
 
 
 def _change_cd(data: object, path: str, unchecked: bool) -> dict[str, Any]:
@@ -428,13 +455,19 @@ def _bool(m: Mapping[str, Any], key: str, path: str) -> bool:
     return value
 
 
-def _positive(m: Mapping[str, Any], key: str, path: str) -> int | None:
-    value = m.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ScenarioError(_join(path, key), f"expected an integer >= 1, got {value!r}")
+def _count(value: object, path: str) -> int:
+    """A call number or occurrence: an integer from 1 to MAX_CALL."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(path, f"expected an integer from 1 to {MAX_CALL}, got "
+                            f"{_shown(value)}")
+    if not 1 <= value <= MAX_CALL:
+        shown = value if -MAX_CALL <= value <= 10 * MAX_CALL else "too large"
+        raise ScenarioError(path, f"expected an integer from 1 to {MAX_CALL}, got {shown}")
     return value
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:80] if not isinstance(value, int) else "an integer"
 
 
 def _uuid(value: object, path: str) -> str:

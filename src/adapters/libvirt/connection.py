@@ -1,27 +1,19 @@
-"""One libvirt connection per process: opened lazily, reopened when libvirtd restarted.
+"""The VMs' libvirt domains, and the one retry policy of every libvirt call on them.
 
-Both libvirt adapters share one :class:`LibvirtConnection`. Every call goes through
-:meth:`LibvirtConnection.call`, which hands the function a live ``virConnect`` and, when
-the call fails because the connection died (libvirtd restarted, the socket closed), opens
-a new connection and runs the function once more. Every function passed in must therefore
-be safe to run twice: ours are (a forced media change, a whole-block metadata write and
-the reads are idempotent). Errors are mapped to the domain's typed errors in one place,
-:func:`map_error`.
+The libvirt adapters ask a :class:`Domains` for a domain by VM and run a function on its
+handle (:meth:`Domains.run`). :class:`LibvirtConnection` is ours: one lazily opened
+``virConnect`` per process, and the domains' handles kept by UUID (the most recently used
+:data:`MAX_DOMAINS`), so that a port call pays no ``lookupByUUIDString``. A kept handle
+carries a memo: what the adapters learnt about a running domain and need not ask on every
+call (whether it is persistent, the drives' ``<disk>`` elements from the last domain XML).
 
-Calls on one VM go through :meth:`LibvirtConnection.call_domain`, which keeps the VM's
-``virDomain`` handle (by UUID, for the life of the connection, the most recently used
-:data:`MAX_DOMAINS`) so that a port call does not pay a ``lookupByUUIDString`` round trip.
-A handle names the domain by UUID, so it stays good while a domain of that UUID exists
-(libvirt resolves the UUID on every call); when libvirt answers ``VIR_ERR_NO_DOMAIN`` on a
-kept handle, the handle is dropped, looked up once more and the function run once more:
-the second answer, a new handle or "no such domain", is the true one. A reconnect drops
-every kept handle.
-
-Each kept handle carries a small memo (:meth:`LibvirtConnection.memo`): what the adapters
-learnt about the domain through that handle and need not ask again on every call (whether it
-is persistent; the drives' ``<disk>`` elements from the last domain XML read). A memo lives
-exactly as long as its handle: it goes when the handle is dropped, replaced, pushed out of
-the kept set, or when the connection is reopened or closed.
+The retry policy, in one place (:meth:`LibvirtConnection.run`): when a call fails in a way
+that stale knowledge explains (the connection died, a kept handle's domain is gone, libvirt
+refuses a change built from remembered knowledge as one it cannot make), everything known
+about the domain is dropped (the connection too, if it died) and the call is run once more,
+fresh. So a call runs at most twice, and every function run here must be safe to run twice:
+ours are (a forced media change, a whole-block metadata write, and reads). Inside vdsm the
+domains are vdsm's (``adapters/vdsm/domains.py``) and nothing is retried.
 """
 
 from __future__ import annotations
@@ -29,8 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import libvirt  # type: ignore[import-untyped, unused-ignore]
 from ovirt_cdrom.domain.errors import (
@@ -39,6 +32,7 @@ from ovirt_cdrom.domain.errors import (
     HypervisorTimeout,
     NoSuchVM,
 )
+from ovirt_cdrom.domain.model import VmId
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +48,13 @@ _CONNECTION_ERRORS = frozenset({
     libvirt.VIR_ERR_NO_CONNECT,
     libvirt.VIR_ERR_INVALID_CONN,
 })
+# A kept handle or its memo may be stale: libvirt says the domain is gone, or refuses a
+# change as one it cannot make (a domain undefined, or re-created with another drive).
+_STALE_ERRORS = frozenset({
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_OPERATION_INVALID,
+    libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+})
 # The call may have taken effect without answering.
 _TIMEOUT_ERRORS = frozenset({
     libvirt.VIR_ERR_OPERATION_TIMEOUT,
@@ -61,7 +62,6 @@ _TIMEOUT_ERRORS = frozenset({
 })
 
 LibvirtError: type[Exception] = libvirt.libvirtError
-_PERSISTENT = "persistent"  # memo key: the domain's isPersistent() answer
 
 
 def error_code(err: Exception) -> int | None:
@@ -80,12 +80,45 @@ def map_error(err: Exception, what: str, error: type[CdromError] = HypervisorErr
     return error(f"{what}: {err}")
 
 
+@dataclass(slots=True)
+class Handle:
+    """A domain's ``virDomain`` (or vdsm's object with its methods) and what is known of
+    it: the memo lives exactly as long as the handle is kept."""
+
+    dom: Any
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def persistent(self) -> bool:
+        """Whether the domain is persistent: asked once per handle, then remembered.
+
+        A running domain can be defined or undefined meanwhile. Undefined: libvirt refuses
+        a change that names the configuration, and the retry policy asks again. Defined: the
+        changes keep going to the live domain only until the handle is dropped; vdsm's VMs
+        are transient and never defined while they run (D21).
+        """
+        known = self.memo.get("persistent")
+        if known is None:
+            known = self.memo["persistent"] = bool(self.dom.isPersistent())
+        return bool(known)
+
+
+class Domains(Protocol):
+    """Where the libvirt adapters find the VMs' domains."""
+
+    def run(self, vm: VmId, fn: Callable[[Handle], T]) -> T:
+        """``fn`` on the domain of ``vm``; NoSuchVM when there is none. libvirt errors
+        propagate (the adapters map them)."""
+
+    def running(self) -> list[VmId]:
+        """The VMs running on this host."""
+
+
 def _silence(_ctx: object, _err: object) -> None:
     """libvirt's error callback: errors reach us as exceptions, not as stderr noise."""
 
 
 class LibvirtConnection:
-    """A lazily opened, self-healing ``virConnect`` shared by the libvirt adapters."""
+    """A lazily opened, self-healing ``virConnect`` and the domains' kept handles."""
 
     def __init__(self, uri: str = DEFAULT_URI,
                  opener: Callable[[str], Any] | None = None) -> None:
@@ -93,183 +126,116 @@ class LibvirtConnection:
         self._opener: Callable[[str], Any] = opener or libvirt.open
         self._lock = threading.Lock()
         self._conn: Any = None
-        # virDomain handles on ``self._conn`` by UUID string, least recently used first.
-        self._domains: OrderedDict[str, Any] = OrderedDict()
-        # What the adapters remember per kept handle, by UUID string (see memo()).
-        self._memos: dict[str, dict[str, Any]] = {}
+        self._handles: OrderedDict[str, Handle] = OrderedDict()  # by UUID, LRU first
         self.opened = 0  # how many times a connection was opened (for tests and logs)
         self.lookups = 0  # how many times a domain was looked up by UUID (for tests)
 
-    def get(self) -> Any:
-        """The current connection, opening one if there is none."""
-        with self._lock:
-            if self._conn is None:
-                self._conn = self._open()
-            return self._conn
-
-    def _open(self) -> Any:
-        # libvirt prints every error to stderr unless a handler is set; we raise them instead.
-        libvirt.registerErrorHandler(_silence, None)
+    def run(self, vm: VmId, fn: Callable[[Handle], T]) -> T:
+        """``fn`` on the domain of ``vm``, retried once, fresh, when stale knowledge
+        explains its failure (see the module's docstring)."""
+        conn = self._connection()
+        handle, kept = None, False
         try:
-            conn = self._opener(self.uri)
+            handle, kept = self._handle(conn, vm.value)
+            return fn(handle)
         except libvirt.libvirtError as err:
-            raise HypervisorError(f"cannot connect to libvirt at {self.uri}: {err}") from None
-        if conn is None:  # very old bindings returned None instead of raising
-            raise HypervisorError(f"cannot connect to libvirt at {self.uri}")
-        self.opened += 1
-        log.info("Connected to libvirt at %s", self.uri)
-        return conn
-
-    def _is_dead(self, conn: Any) -> bool:
-        try:
-            return not conn.isAlive()
-        except libvirt.libvirtError:
-            return True
-
-    def _drop(self, conn: Any) -> None:
-        with self._lock:
-            if self._conn is not conn:
-                return  # another thread already replaced it
-            self._conn = None
-            self._domains.clear()
-            self._memos.clear()
-        try:
-            conn.close()
-        except libvirt.libvirtError:
-            log.debug("Closing a dead libvirt connection failed", exc_info=True)
-
-    # --- domain handles --------------------------------------------------------------
-
-    def domain(self, conn: Any, uuid: str) -> tuple[Any, bool]:
-        """The handle of the domain ``uuid`` on ``conn``, and whether it was a kept one.
-
-        Only handles on the connection this object opened are kept: a ``conn`` that is not
-        (or no longer) ours is asked every time.
-        """
-        with self._lock:
-            ours = conn is self._conn
-            dom = self._domains.get(uuid) if ours else None
-            if dom is not None:
-                self._domains.move_to_end(uuid)
-                return dom, True
-        dom = conn.lookupByUUIDString(uuid)
-        self.lookups += 1
-        if ours:
-            self.remember(conn, ((uuid, dom),))
-        return dom, False
-
-    def remember(self, conn: Any, handles: Iterable[tuple[str, Any]]) -> None:
-        """Keep ``(uuid, handle)`` pairs got on ``conn`` (ignored unless ``conn`` is ours)."""
-        with self._lock:
-            if conn is not self._conn:
-                return
-            for uuid, dom in handles:
-                if self._domains.get(uuid) is not dom:
-                    self._memos.pop(uuid, None)  # a new handle starts knowing nothing
-                self._domains[uuid] = dom
-                self._domains.move_to_end(uuid)
-            while len(self._domains) > MAX_DOMAINS:
-                old, _dom = self._domains.popitem(last=False)
-                self._memos.pop(old, None)
-
-    def forget(self, uuid: str, dom: Any) -> None:
-        """Drop the kept handle of ``uuid`` if it is still ``dom``."""
-        with self._lock:
-            if self._domains.get(uuid) is dom:
-                del self._domains[uuid]
-                self._memos.pop(uuid, None)
-
-    def memo(self, uuid: str, dom: Any) -> dict[str, Any]:
-        """What is remembered about the domain ``uuid`` with its kept handle ``dom``.
-
-        The same dict on every call while ``dom`` is the kept handle of ``uuid``; dropped
-        with the handle. For a handle that is not (or no longer) kept, a new empty dict
-        each time, so nothing learnt through it outlives the call.
-        """
-        with self._lock:
-            if self._domains.get(uuid) is not dom:
-                return {}
-            return self._memos.setdefault(uuid, {})
-
-    def is_persistent(self, uuid: str, dom: Any) -> bool:
-        """Whether the domain is persistent: asked once per kept handle, then remembered.
-
-        A running domain can be defined or undefined at any time, so the answer can go
-        stale while the handle is kept. Undefined (persistent -> transient): libvirt refuses
-        a change that names the configuration, and :meth:`affecting` asks again. Defined
-        (transient -> persistent): changes keep going to the live domain only, until the
-        handle is dropped; its configuration keeps the CD and metadata it was defined with.
-        vdsm's VMs are transient and are never defined while they run.
-        """
-        memo = self.memo(uuid, dom)
-        known = memo.get(_PERSISTENT)
-        if known is None:
-            known = memo[_PERSISTENT] = bool(dom.isPersistent())
-        return bool(known)
-
-    def affecting(self, uuid: str, dom: Any, fn: Callable[[bool], T]) -> T:
-        """``fn(persistent)``: a change to the domain, told whether it is persistent.
-
-        When the remembered answer was "persistent" and libvirt refuses the change as
-        invalid (a domain undefined while it runs has no configuration to change), the
-        answer is asked afresh and ``fn`` run once more: the refused call changed nothing.
-        """
-        remembered = _PERSISTENT in self.memo(uuid, dom)
-        persistent = self.is_persistent(uuid, dom)
-        try:
-            return fn(persistent)
-        except libvirt.libvirtError as err:
-            if not (remembered and persistent
-                    and error_code(err) == libvirt.VIR_ERR_OPERATION_INVALID):
+            code = error_code(err)
+            dead = code in _CONNECTION_ERRORS and self._is_dead(conn)
+            if not dead and not (kept and code in _STALE_ERRORS):
                 raise
-            self.memo(uuid, dom).pop(_PERSISTENT, None)
-            log.debug("Domain %s refused a change (%s); asking again whether it is "
-                      "persistent", uuid, err)
-        return fn(self.is_persistent(uuid, dom))
+            log.debug("libvirt call on %s failed (%s); once more, knowing nothing", vm, err)
+            self._forget(conn, vm.value, handle, dead)
+        conn = self._connection()
+        return fn(self._handle(conn, vm.value)[0])
 
-    def call_domain(self, uuid: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(domain)`` on the domain ``uuid`` (a kept handle when there is one).
-
-        On ``VIR_ERR_NO_DOMAIN`` from a kept handle, look the domain up once more and run
-        ``fn`` once more; reconnects as :meth:`call` does. ``fn`` must be safe to run twice.
-        """
-        def run(conn: Any) -> T:
-            dom, kept = self.domain(conn, uuid)
-            if not kept:
-                return fn(dom)
-            try:
-                return fn(dom)
-            except libvirt.libvirtError as err:
-                if error_code(err) != libvirt.VIR_ERR_NO_DOMAIN:
-                    raise
-                log.debug("Kept handle of domain %s is gone (%s); looking it up again",
-                          uuid, err)
-                self.forget(uuid, dom)
-            return fn(self.domain(conn, uuid)[0])
-        return self.call(run)
-
-    def call(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(conn)``; if the connection died under it, reconnect and run it once more.
-
-        libvirt errors propagate untranslated (callers map them with :func:`map_error`).
-        """
-        conn = self.get()
+    def running(self) -> list[VmId]:
+        conn = self._connection()
         try:
-            return fn(conn)
+            found = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
         except libvirt.libvirtError as err:
-            if error_code(err) not in _CONNECTION_ERRORS or not self._is_dead(conn):
+            if not (error_code(err) in _CONNECTION_ERRORS and self._is_dead(conn)):
                 raise
-            log.warning("libvirt connection to %s lost (%s); reconnecting", self.uri, err)
-            self._drop(conn)
-        return fn(self.get())
+            self._forget(conn, None, None, dead=True)
+            conn = self._connection()
+            found = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        with self._lock:
+            if conn is self._conn:  # recovery then asks each VM by UUID: keep the handles
+                for dom in found:
+                    uuid = dom.UUIDString()
+                    kept = self._handles.get(uuid)
+                    if kept is None or kept.dom is not dom:
+                        self._handles[uuid] = Handle(dom)
+                    self._handles.move_to_end(uuid)
+                self._evict()
+        return [VmId.parse(dom.UUIDString()) for dom in found]
 
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
-            self._domains.clear()
-            self._memos.clear()
+            self._handles.clear()
         if conn is not None:
             try:
                 conn.close()
             except libvirt.libvirtError:
                 log.debug("Closing the libvirt connection failed", exc_info=True)
+
+    # --- internals -------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        with self._lock:
+            if self._conn is None:
+                # libvirt prints every error to stderr unless a handler is set.
+                libvirt.registerErrorHandler(_silence, None)
+                try:
+                    conn = self._opener(self.uri)
+                except libvirt.libvirtError as err:
+                    raise HypervisorError(
+                        f"cannot connect to libvirt at {self.uri}: {err}") from None
+                if conn is None:  # very old bindings returned None instead of raising
+                    raise HypervisorError(f"cannot connect to libvirt at {self.uri}")
+                self._conn = conn
+                self.opened += 1
+                log.info("Connected to libvirt at %s", self.uri)
+            return self._conn
+
+    def _handle(self, conn: Any, uuid: str) -> tuple[Handle, bool]:
+        """The domain's handle on ``conn``, and whether it was a kept one."""
+        with self._lock:
+            kept = self._handles.get(uuid) if conn is self._conn else None
+            if kept is not None:
+                self._handles.move_to_end(uuid)
+                return kept, True
+        handle = Handle(conn.lookupByUUIDString(uuid))
+        self.lookups += 1
+        with self._lock:
+            if conn is self._conn:
+                self._handles[uuid] = handle
+                self._evict()
+        return handle, False
+
+    def _forget(self, conn: Any, uuid: str | None, handle: Handle | None, dead: bool) -> None:
+        with self._lock:
+            if conn is not self._conn:
+                return  # another thread already replaced it
+            if not dead:
+                if uuid is not None and self._handles.get(uuid) is handle:
+                    del self._handles[uuid]
+                return
+            log.warning("libvirt connection to %s lost; reconnecting", self.uri)
+            self._conn = None
+            self._handles.clear()
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            log.debug("Closing a dead libvirt connection failed", exc_info=True)
+
+    def _evict(self) -> None:
+        while len(self._handles) > MAX_DOMAINS:
+            self._handles.popitem(last=False)
+
+    @staticmethod
+    def _is_dead(conn: Any) -> bool:
+        try:
+            return not conn.isAlive()
+        except libvirt.libvirtError:
+            return True

@@ -14,13 +14,15 @@ configuration replaces the drive's whole definition there, so it gets the drive'
 element copied from the live XML, with the medium swapped.
 
 The drives' elements come from the domain XML that reading the trays (``cdrom``,
-``cdroms``) fetched last through the VM's kept handle (remembered in the handle's memo,
-:meth:`LibvirtConnection.memo`): a flow reads the tray before it changes it, so a change
-costs no second ``XMLDesc``. Only the target's bus and the drive's own settings are taken
-from it, which do not change while a domain runs; with nothing remembered the XML is read
-as before. If libvirt refuses a remembered element as a change it cannot make (the domain
-was re-created under its UUID with another drive), the XML is read afresh and the change
-sent once more.
+``cdroms``) fetched last through the VM's kept handle (remembered in the handle's memo): a
+flow reads the tray before it changes it, so a change costs no second ``XMLDesc``. Only
+the target's bus and the drive's own settings are taken from it, which do not change while
+a domain runs. If libvirt refuses a change built from a remembered element (the domain was
+re-created under its UUID with another drive), the connection's one retry policy runs the
+change once more, knowing nothing (``connection.py``).
+
+What a tray holds is read off ``<source>`` (``dev``, ``file``) and told apart with vdsm's
+paths (``adapters/vdsm_layout.py``): a storage domain's volume, or a file.
 
 The migration check is one ``jobStats`` call: libvirt reports an outgoing migration as the
 domain's job (``operation``), and the migration job spans the states in which a domain is
@@ -38,8 +40,9 @@ from typing import Any, TypeVar
 
 import libvirt  # type: ignore[import-untyped, unused-ignore]
 from lxml import etree
-from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection, error_code, map_error
+from ovirt_cdrom.adapters.libvirt.connection import Domains, Handle, error_code, map_error
 from ovirt_cdrom.adapters.safe_xml import hardened_parser
+from ovirt_cdrom.adapters.vdsm_layout import tray_of
 from ovirt_cdrom.domain.errors import (
     CdromError,
     HypervisorError,
@@ -47,7 +50,7 @@ from ovirt_cdrom.domain.errors import (
     NoSuchDrive,
     NoSuchVM,
 )
-from ovirt_cdrom.domain.model import DiskType, DriveName, Media, VmId
+from ovirt_cdrom.domain.model import DiskType, DriveName, Media, Tray, VmId
 from ovirt_cdrom.ports import Hypervisor
 
 log = logging.getLogger(__name__)
@@ -192,30 +195,28 @@ def domain_is_migrating(dom: Any) -> bool:
 
 
 class LibvirtHypervisor(Hypervisor):
-    """The VMs libvirt runs on this host, over one shared connection."""
+    """The VMs' CD-ROM trays, over the domains of a :class:`Domains` (ours or vdsm's)."""
 
-    def __init__(self, connection: LibvirtConnection) -> None:
-        self.connection = connection
+    def __init__(self, domains: Domains) -> None:
+        self.domains = domains
 
     # --- reading ---------------------------------------------------------------------
 
     def vm_ids(self) -> list[VmId]:
-        def run(conn: Any) -> list[VmId]:
-            domains = [(dom.UUIDString(), dom)
-                       for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
-            self.connection.remember(conn, domains)  # recovery then asks each VM by UUID
-            return [VmId.parse(uuid) for uuid, _dom in domains]
-        return self._call("list domains", None, lambda: self.connection.call(run))
+        return self._call("list domains", None, self.domains.running)
 
     def is_migrating(self, vm: VmId) -> bool:
-        return self._on(vm, "read job", domain_is_migrating)
+        return self._on(vm, "read job", lambda h: domain_is_migrating(h.dom))
 
-    def cdroms(self, vm: VmId) -> Mapping[DriveName, str | None]:
-        disks = self._cdrom_elements(vm)
-        return {name: held_path(disk) for name, disk in sorted(disks.items())}
+    def cdroms(self, vm: VmId) -> Mapping[DriveName, Tray]:
+        disks = self._on(vm, "read domain XML", _read_disks)
+        return {name: tray_of(held_path(disk)) for name, disk in sorted(disks.items())}
 
-    def cdrom(self, vm: VmId, drive: DriveName) -> str | None:
-        return held_path(self._cdrom_element(vm, drive))
+    def cdrom(self, vm: VmId, drive: DriveName) -> Tray:
+        disk = self._on(vm, "read domain XML", _read_disks).get(drive)
+        if disk is None:
+            raise NoSuchDrive(vm, drive)
+        return tray_of(held_path(disk))
 
     # --- changing --------------------------------------------------------------------
 
@@ -231,6 +232,7 @@ class LibvirtHypervisor(Hypervisor):
         except (NoSuchVM, NoSuchDrive):
             raise
         except CdromError as err:
+            # A guest may hold the tray locked: vdsm forces the eject then.
             log.warning("Eject of %s/%s refused (%s); forcing it", vm, drive, err)
             self._change(vm, drive, None, libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE,
                          what=f"force eject {drive}")
@@ -239,65 +241,43 @@ class LibvirtHypervisor(Hypervisor):
 
     def _change(self, vm: VmId, drive: DriveName, media: Media | None, force: int,
                 what: str) -> None:
-        """Put ``media`` (None: nothing) in the drive, live and, if persistent, in config."""
-        def run(dom: Any) -> None:
-            remembered: dict[DriveName, etree._Element] | None = \
-                self.connection.memo(vm.value, dom).get(_DISKS)
-            fresh = remembered is None or drive not in remembered
-            disks = remembered if remembered is not None and not fresh \
-                else self._read_disks(vm, dom)
-            if drive not in disks:
+        """Put ``media`` (None: nothing) in the drive, live and, if persistent, in config.
+
+        The drive's ``<disk>`` is the one the last tray read remembered (a flow reads the
+        tray before it changes it), so a change costs no second ``XMLDesc``; if it is stale
+        libvirt refuses the change and the retry policy runs this again, fresh.
+        """
+        def change(handle: Handle) -> None:
+            disks = handle.memo.get(_DISKS)
+            if disks is None or drive not in disks:
+                disks = _read_disks(handle)
+            disk = disks.get(drive)
+            if disk is None:
                 raise NoSuchDrive(vm, drive)
-            disk = disks[drive]
+            persistent = handle.persistent()
+            # The configuration takes the element whole: give it the drive's own.
+            xml = media_disk_xml(disk, media) if persistent else minimal_disk_xml(disk, media)
+            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | force
+            if persistent:
+                flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            handle.dom.updateDeviceFlags(xml, int(flags))
+        self._on(vm, what, change)
 
-            def send(persistent: bool) -> None:
-                # The configuration takes the element whole: give it the drive's own.
-                xml = (media_disk_xml(disk, media) if persistent
-                       else minimal_disk_xml(disk, media))
-                flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | force
-                if persistent:
-                    flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
-                dom.updateDeviceFlags(xml, int(flags))
+    def _on(self, vm: VmId, what: str, fn: Callable[[Handle], T]) -> T:
+        """``fn`` on the VM's domain, libvirt errors mapped."""
+        return self._call(what, vm, lambda: self.domains.run(vm, fn))
 
-            try:
-                self.connection.affecting(vm.value, dom, send)
-            except libvirt.libvirtError as err:
-                if fresh or error_code(err) != libvirt.VIR_ERR_OPERATION_UNSUPPORTED:
-                    raise
-                # Refused before it took effect ("cannot modify field ..."): the element
-                # was remembered from a domain since re-created. Read it afresh, once.
-                log.debug("%s/%s refused a remembered <disk> (%s); reading the domain XML",
-                          vm, drive, err)
-                disks = self._read_disks(vm, dom)
-                if drive not in disks:
-                    raise NoSuchDrive(vm, drive) from None
-                disk = disks[drive]
-                self.connection.affecting(vm.value, dom, send)
-        self._on(vm, what, run)
-
-    def _read_disks(self, vm: VmId, dom: Any) -> dict[DriveName, etree._Element]:
-        """The CD-ROM elements of the domain XML, remembered with the domain's handle."""
-        disks = cdrom_elements(parse_domain_xml(str(dom.XMLDesc(0))))
-        self.connection.memo(vm.value, dom)[_DISKS] = disks
-        return disks
-
-    def _cdrom_elements(self, vm: VmId) -> dict[DriveName, etree._Element]:
-        return self._on(vm, "read domain XML", lambda dom: self._read_disks(vm, dom))
-
-    def _cdrom_element(self, vm: VmId, drive: DriveName) -> etree._Element:
-        disk = self._cdrom_elements(vm).get(drive)
-        if disk is None:
-            raise NoSuchDrive(vm, drive)
-        return disk
-
-    def _on(self, vm: VmId, what: str, fn: Callable[[Any], T]) -> T:
-        """``fn(domain)`` on the VM's domain, libvirt errors mapped."""
-        return self._call(what, vm, lambda: self.connection.call_domain(vm.value, fn))
-
-    def _call(self, what: str, vm: VmId | None, fn: Callable[[], T]) -> T:
+    @staticmethod
+    def _call(what: str, vm: VmId | None, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except libvirt.libvirtError as err:
-            mapped = map_error(err, what, HypervisorError, vm)
             log.debug("libvirt %s failed (code %s): %s", what, error_code(err), err)
-            raise mapped from err
+            raise map_error(err, what, HypervisorError, vm) from err
+
+
+def _read_disks(handle: Handle) -> dict[DriveName, etree._Element]:
+    """The CD-ROM elements of the domain XML, remembered with the domain's handle."""
+    disks = cdrom_elements(parse_domain_xml(str(handle.dom.XMLDesc(0))))
+    handle.memo[_DISKS] = disks
+    return disks

@@ -13,8 +13,8 @@ a persistent domain, to its configuration too, in one ``setMetadata`` call; a wr
 the block once (to keep every other element: other writers, such as vdsm, own them), and
 asks whether the domain is running only for a persistent one (a transient domain is running
 by definition). Whether the domain is persistent is asked once per kept domain handle
-(:meth:`LibvirtConnection.is_persistent`, which says what happens when a running domain is
-defined or undefined meanwhile). "No metadata" (``VIR_ERR_NO_DOMAIN_METADATA``) is an
+(``Handle.persistent``, which says what happens when a running domain is defined or
+undefined meanwhile). "No metadata" (``VIR_ERR_NO_DOMAIN_METADATA``) is an
 empty block.
 """
 
@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import libvirt  # type: ignore[import-untyped, unused-ignore]
 from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
-from ovirt_cdrom.adapters.libvirt.connection import LibvirtConnection, error_code, map_error
+from ovirt_cdrom.adapters.libvirt.connection import Domains, Handle, error_code, map_error
 from ovirt_cdrom.domain.errors import InvalidMetadata, MetadataError
-from ovirt_cdrom.domain.model import CdEntry, DriveEntries, DriveName, VmId
+from ovirt_cdrom.domain.model import DriveName, VmId
+from ovirt_cdrom.domain.state import DriveState
 from ovirt_cdrom.ports import MetadataRepository
 
 log = logging.getLogger(__name__)
@@ -73,54 +74,51 @@ def to_libvirt(root: etree._Element) -> str:
 class LibvirtMetadataRepository(MetadataRepository):
     """The ``ovirt-vm`` block of each VM, read live and written live (+ config)."""
 
-    def __init__(self, connection: LibvirtConnection,
-                 encoding: metadata_xml.Encoding | str = metadata_xml.Encoding.DESIGN) -> None:
-        self.connection = connection
+    def __init__(self, domains: Domains,
+                 encoding: metadata_xml.Encoding | str = metadata_xml.Encoding.VDSM_450) -> None:
+        self.domains = domains
         self.encoding = metadata_xml.Encoding.parse(encoding)
 
-    def read(self, vm: VmId, drive: DriveName) -> DriveEntries:
-        return metadata_xml.read_entries(self.read_block(vm), drive)
+    def read(self, vm: VmId, drive: DriveName) -> DriveState:
+        return metadata_xml.read(self.read_block(vm), drive)
 
-    def read_all(self, vm: VmId,
-                 drives: Sequence[DriveName]) -> Mapping[DriveName, DriveEntries]:
+    def read_all(self, vm: VmId, drives: Sequence[DriveName]) -> Mapping[DriveName, DriveState]:
         block = self.read_block(vm)
-        return {d: metadata_xml.read_entries(block, d) for d in drives}
+        return {d: metadata_xml.read(block, d) for d in drives}
 
-    def write(self, vm: VmId, drive: DriveName, entries: Sequence[CdEntry]) -> None:
-        def run(dom: Any) -> None:
-            block = from_libvirt(self._fetch(dom))
-            metadata_xml.write_entries(block, drive, entries, self.encoding)
-            text = to_libvirt(block)
-            self.connection.affecting(vm.value, dom, lambda persistent: dom.setMetadata(
-                libvirt.VIR_DOMAIN_METADATA_ELEMENT, text, metadata_xml.PREFIX, _NS,
-                self._write_flags(dom, persistent)))
-        self._call("write metadata", vm, run)
+    def write(self, vm: VmId, drive: DriveName, state: DriveState) -> None:
+        def write(handle: Handle) -> None:
+            block = from_libvirt(_fetch(handle))
+            metadata_xml.write(block, drive, state, self.encoding)
+            handle.dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, to_libvirt(block),
+                                   metadata_xml.PREFIX, _NS, _write_flags(handle))
+        self._call("write metadata", vm, write)
 
     def read_block(self, vm: VmId) -> etree._Element:
         """The whole ``<ovirt-vm:vm>`` block, namespace-qualified (for tests and tools)."""
-        return from_libvirt(self._call("read metadata", vm, self._fetch))
+        return from_libvirt(self._call("read metadata", vm, _fetch))
 
-    @staticmethod
-    def _write_flags(dom: Any, persistent: bool) -> int:
-        if not persistent:
-            return int(libvirt.VIR_DOMAIN_AFFECT_LIVE)  # transient: exists only while running
-        if dom.isActive():
-            return int(libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-        return int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-
-    @staticmethod
-    def _fetch(dom: Any) -> str | None:
+    def _call(self, what: str, vm: VmId, fn: Callable[[Handle], T]) -> T:
         try:
-            return str(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _NS,
-                                    libvirt.VIR_DOMAIN_AFFECT_CURRENT))
-        except libvirt.libvirtError as err:
-            if error_code(err) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
-                return None
-            raise
-
-    def _call(self, what: str, vm: VmId, fn: Callable[[Any], T]) -> T:
-        try:
-            return self.connection.call_domain(vm.value, fn)
+            return self.domains.run(vm, fn)
         except libvirt.libvirtError as err:
             log.debug("libvirt %s failed (code %s): %s", what, error_code(err), err)
             raise map_error(err, what, MetadataError, vm) from err
+
+
+def _write_flags(handle: Handle) -> int:
+    if not handle.persistent():
+        return int(libvirt.VIR_DOMAIN_AFFECT_LIVE)  # transient: exists only while running
+    if handle.dom.isActive():
+        return int(libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    return int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+
+def _fetch(handle: Handle) -> str | None:
+    try:
+        return str(handle.dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _NS,
+                                       libvirt.VIR_DOMAIN_AFFECT_CURRENT))
+    except libvirt.libvirtError as err:
+        if error_code(err) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            return None
+        raise

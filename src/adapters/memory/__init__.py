@@ -5,14 +5,14 @@ from ovirt_cdrom.adapters.memory.adapters import (
     MemoryMetadataRepository,
     MemoryVolumeActivator,
 )
-from ovirt_cdrom.adapters.memory.host import MemoryDrive, MemoryHost, MemoryVm, Script
+from ovirt_cdrom.adapters.memory.host import MemoryDrive, MemoryHost, MemoryMetadata, MemoryVm
 
 __all__ = [
     "MemoryDrive",
     "MemoryHost",
     "MemoryHypervisor",
+    "MemoryMetadata",
     "MemoryMetadataRepository",
     "MemoryVm",
     "MemoryVolumeActivator",
-    "Script",
 ]

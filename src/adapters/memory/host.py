@@ -1,335 +1,187 @@
 """An in-memory host: VMs with CD-ROM drives, ISO volumes, and each VM's metadata block.
 
 Product code, not a test double: the simulator runs on it and engine developers read its
-state. The three in-memory adapters share one host, so the host behaves as a real one
-does where it matters: tearing down a volume a VM's tray holds fails "in use" (as LVM
-refuses to deactivate an open LV), and loading an inactive volume fails (as QEMU cannot
-open a missing device).
-
-Failures and pauses are scripted through :class:`Script` (``host.script``), never by
-monkeypatching: every adapter call passes through ``script.call(...)``.
+state. The three in-memory adapters share one host, so the host behaves as a real one does
+where it matters: tearing down a volume a VM's tray holds fails "in use" (as LVM refuses to
+deactivate an open LV), loading an inactive volume fails (as QEMU cannot open a missing
+device), and a metadata write replaces the VM's whole block (as libvirt's does). Faults are
+injected around the adapters (``adapters/faults.py``), never inside them.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.metadata_xml import Encoding
-from ovirt_cdrom.domain.errors import CdromError, NoSuchDrive, NoSuchVM
+from ovirt_cdrom.adapters.vdsm_layout import block_path, tray_of
+from ovirt_cdrom.domain.errors import NoSuchDrive, NoSuchVM
 from ovirt_cdrom.domain.model import (
-    CdEntry,
-    CdromSlot,
     DiskType,
-    DriveEntries,
+    DriveKey,
     DriveName,
     Media,
+    Tray,
     VmId,
     VolumeRef,
-    block_volume_path,
+    VolumeTray,
 )
-
-Effect = Literal["before", "after"]
-
-
-def _volume_key(path: str | None) -> str | None:
-    """``/<domain>/images/<image>/<volume>``: the only suffix a volume at ``path`` can have.
-
-    ``VolumeRef.is_at(path)`` holds exactly when the volume's ``path_suffix`` is this key
-    (its ids are UUIDs, without a slash), so the key indexes trays and volumes by path.
-    """
-    if path is None:
-        return None
-    parts = path.rsplit("/", 4)
-    return "/" + "/".join(parts[1:]) if len(parts) == 5 else None
-
-
-class MemoryDrive:
-    """One CD-ROM drive. Setting ``source`` keeps the host's index of trays up to date."""
-
-    __slots__ = ("_owner", "_source", "_trays", "disk_type", "iface", "index")
-
-    def __init__(self, iface: str, index: int, source: str | None = None,
-                 disk_type: DiskType = DiskType.FILE) -> None:
-        self.iface = iface
-        self.index = index
-        self.disk_type = disk_type
-        self._source = source
-        # Set by MemoryHost.add_drive: which VM and name this is, and the host's index.
-        self._owner: tuple[VmId, DriveName] | None = None
-        self._trays: dict[str, set[MemoryDrive]] | None = None
-
-    @property
-    def source(self) -> str | None:
-        return self._source
-
-    @source.setter
-    def source(self, path: str | None) -> None:
-        trays = self._trays
-        if trays is not None:
-            old, new = _volume_key(self._source), _volume_key(path)
-            if old != new:
-                if old is not None:
-                    trays.get(old, set()).discard(self)
-                if new is not None:
-                    trays.setdefault(new, set()).add(self)
-        self._source = path
-
-    def __repr__(self) -> str:
-        return (f"MemoryDrive(iface={self.iface!r}, index={self.index!r}, "
-                f"source={self._source!r}, disk_type={self.disk_type!r})")
-
-
-class MemoryVm:
-    """One VM: its CD-ROM drives and its ``<ovirt-vm:vm>`` metadata block.
-
-    The block (``metadata``) is the truth. So that a change flow costs no XML, the
-    in-memory adapters keep each drive's logical entries beside it (what
-    ``metadata_xml.read_entries`` gave or a write put there) and write entries into the
-    block lazily: taking ``metadata`` first applies every pending write, in order, then
-    forgets the kept entries, since the caller may edit the element; the next read parses
-    the block again. Edit the element right after taking it: a reference kept across
-    adapter calls does not see writes made meanwhile until ``metadata`` is taken again.
-    (Lazy because it pays: writing the XML at every write makes a change about 4 times
-    slower, 6,100 instead of 28,700 changes/s in ``ovirt-cdrom bench``.)
-    """
-
-    __slots__ = ("_block", "_entries", "_pending", "drives", "id", "migrating", "raw_metadata")
-
-    def __init__(self, id: VmId, drives: dict[DriveName, MemoryDrive] | None = None,
-                 migrating: bool = False, metadata: etree._Element | None = None) -> None:
-        self.id = id
-        self.drives: dict[DriveName, MemoryDrive] = {} if drives is None else drives
-        self.migrating = migrating
-        self._block = metadata_xml.new_block() if metadata is None else metadata
-        self._entries: dict[DriveName, DriveEntries] = {}
-        # Writes not yet in the block, by drive in the order of their first write. Only
-        # non-empty writes wait here; replaying the last one per drive in that order gives
-        # the block the exact nodes the writes one by one would have.
-        self._pending: dict[DriveName, tuple[tuple[CdEntry, ...], Encoding]] = {}
-        # An unparsed document (see MemoryHost.set_raw_metadata): parsed, untrusted, on read.
-        self.raw_metadata: str | bytes | None = None
-
-    @property
-    def metadata(self) -> etree._Element:
-        self._flush()
-        self._entries.clear()
-        return self._block
-
-    @metadata.setter
-    def metadata(self, block: etree._Element) -> None:
-        self._block = block
-        self._entries.clear()
-        self._pending.clear()
-
-    @property
-    def metadata_xml(self) -> str:
-        if self.raw_metadata is not None:
-            raw = self.raw_metadata
-            return raw if isinstance(raw, str) else raw.decode(errors="replace")
-        return metadata_xml.serialize(self.metadata)
-
-    def block(self) -> etree._Element:
-        """The metadata block, as a read from libvirt gives it: a raw document is parsed
-        now (raising InvalidMetadata for a hostile one, at every read)."""
-        self._adopt_raw()
-        return self.metadata
-
-    def _adopt_raw(self) -> None:
-        if self.raw_metadata is not None:
-            self.metadata = metadata_xml.parse_block(self.raw_metadata)
-            self.raw_metadata = None
-
-    def read_entries(self, drive: DriveName) -> DriveEntries:
-        """The drive's entries, as ``metadata_xml.read_entries`` reads them from the block."""
-        if self.raw_metadata is not None:
-            self._adopt_raw()
-        entries = self._entries.get(drive)
-        if entries is None:
-            entries = metadata_xml.read_entries(self._block, drive)
-            self._entries[drive] = entries
-        return entries
-
-    def write_entries(self, drive: DriveName, entries: Sequence[CdEntry],
-                      encoding: Encoding) -> None:
-        """``metadata_xml.write_entries`` into the block, now or when someone looks."""
-        if self.raw_metadata is not None:
-            self._adopt_raw()
-        entries = tuple(entries)
-        if not entries and encoding is Encoding.DESIGN:
-            # Written now: removing the drive's nodes changes where a later write puts them.
-            self._flush()
-            self._entries.pop(drive, None)
-            metadata_xml.write_entries(self._block, drive, entries, encoding)
-            return
-        self._pending[drive] = (entries, encoding)
-        # What read_entries gives back once the entries are in the block: the nested
-        # encoding writes the slot the entries describe, and reads back its entries.
-        self._entries[drive] = (entries if encoding is Encoding.DESIGN
-                                else CdromSlot.from_entries(entries).entries())
-
-    def cd_entries(self) -> dict[DriveName, DriveEntries]:
-        """Every CD-ROM drive's entries: what a whole-block read tells of them."""
-        return {drive: self.read_entries(drive) for drive in self.drives}
-
-    def _flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, {}
-            for drive, (entries, encoding) in pending.items():
-                metadata_xml.write_entries(self._block, drive, entries, encoding)
+from ovirt_cdrom.domain.state import DriveState
 
 
 @dataclass(slots=True)
-class _Fault:
-    call: str
-    error: CdromError
-    effect: Effect
-    skip: int
-    times: int
+class MemoryDrive:
+    """One CD-ROM drive: its bus, and the path its tray holds (None: empty)."""
+
+    iface: str
+    index: int
+    source: str | None = None
+    disk_type: DiskType = DiskType.FILE
+
+    @property
+    def tray(self) -> Tray:
+        return tray_of(self.source)
 
 
-class Script:
-    """Scripted behaviour of the in-memory adapters.
+class MemoryMetadata:
+    """One VM's ``<ovirt-vm:vm>`` block: the block as set up, and the drive states written
+    since, in the order of their first write.
 
-    ``fail("volumes.prepare", StorageError("boom"))`` makes the next matching call raise
-    (``effect="after"``: the call takes effect first, as a timeout does). ``before(name,
-    hook)`` runs ``hook`` at the start of each matching call, ``after(name, hook)`` once it
-    has done its work, before its caller sees the answer (barriers for deterministic
-    interleavings). Names are ``<port>.<method>``: ``hypervisor.load``, ``volumes.teardown``,
-    ``metadata.write``...; ``"*"`` matches any call.
+    The states are what a read answers; the block's XML is rendered from them only when
+    someone looks (:meth:`xml`), through the codec, into a copy. Writing the XML at every
+    write instead makes a change about 4 times slower (6,100 against 28,700 changes/s,
+    ``ovirt-cdrom bench``), so the states are kept as states.
     """
 
-    def __init__(self, lock: AbstractContextManager[object] | None = None) -> None:
-        # ``lock``: the host's (reentrant) lock, which every adapter call takes anyway.
-        self._unscripted = nullcontext() if lock is None else lock
-        self._lock = threading.Lock()
-        self._faults: list[_Fault] = []
-        self._hooks: list[tuple[str, Callable[[str], None]]] = []
-        self._after: list[tuple[str, Callable[[str], None]]] = []
-        self.calls: list[str] = []
+    def __init__(self, block: etree._Element | None = None) -> None:
+        self._block = metadata_xml.new_block() if block is None else block
+        self._raw: str | bytes | None = None
+        self._read: dict[DriveName, DriveState] = {}      # parsed from the block
+        self._written: dict[DriveName, tuple[DriveState, Encoding]] = {}
+        self._xml: str | None = None                       # the rendering, until a write
 
-    def fail(self, call: str, error: CdromError, effect: Effect = "before",
-             skip: int = 0, times: int = 1) -> None:
-        """Fail the matching call after ``skip`` matching calls, ``times`` times."""
-        with self._lock:
-            self._faults.append(_Fault(call, error, effect, skip, times))
+    @classmethod
+    def raw(cls, text: str | bytes) -> MemoryMetadata:
+        """A document stored unparsed, as libvirt holds it: parsed (and refused if hostile,
+        InvalidMetadata) at every read."""
+        md = cls()
+        md._raw = text
+        return md
 
-    def before(self, call: str, hook: Callable[[str], None]) -> None:
-        with self._lock:
-            self._hooks.append((call, hook))
+    def read(self, drive: DriveName) -> DriveState:
+        written = self._written.get(drive)
+        if written is not None:
+            return written[0]
+        if self._raw is not None:
+            return metadata_xml.read(metadata_xml.parse_block(self._raw), drive)
+        state = self._read.get(drive)
+        if state is None:
+            state = self._read[drive] = metadata_xml.read(self._block, drive)
+        return state
 
-    def after(self, call: str, hook: Callable[[str], None]) -> None:
-        with self._lock:
-            self._after.append((call, hook))
+    def write(self, drive: DriveName, state: DriveState, encoding: Encoding) -> None:
+        if self._raw is not None:
+            self._block, self._raw = metadata_xml.parse_block(self._raw), None
+        self._written[drive] = (state, encoding)
+        self._xml = None
 
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-            self._hooks.clear()
-            self._after.clear()
-            self.calls.clear()
+    def element(self) -> etree._Element:
+        """The block as stored: a copy, the written states rendered into it."""
+        if self._raw is not None:
+            return metadata_xml.parse_block(self._raw)
+        block = copy.deepcopy(self._block)
+        for drive, (state, encoding) in self._written.items():
+            metadata_xml.write(block, drive, state, encoding)
+        return block
 
-    def call(self, name: str) -> AbstractContextManager[object]:
-        """Wrap one adapter call: hooks, then a scripted failure before or after it."""
-        if not self._faults and not self._hooks and not self._after:
-            # Nothing scripted (the common case): record the call and hand back the host's
-            # lock, which the caller takes next anyway (no hook runs outside it).
-            self.calls.append(name)
-            return self._unscripted
-        return self._scripted(name)
+    def xml(self) -> str:
+        """The block's XML as stored (a hostile raw document as it was given)."""
+        if self._raw is not None:
+            raw = self._raw
+            return raw if isinstance(raw, str) else raw.decode(errors="replace")
+        if self._xml is None:
+            self._xml = metadata_xml.serialize(self.element())
+        return self._xml
 
-    @contextmanager
-    def _scripted(self, name: str) -> Iterator[None]:
-        with self._lock:
-            self.calls.append(name)
-            hooks = [h for c, h in self._hooks if c in (name, "*")]
-            after = [h for c, h in self._after if c in (name, "*")]
-            fault = self._take_fault(name)
-        for hook in hooks:
-            hook(name)
-        if fault is not None and fault.effect == "before":
-            raise fault.error
-        yield
-        for hook in after:
-            hook(name)
-        if fault is not None:
-            raise fault.error
 
-    def _take_fault(self, name: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.call not in (name, "*"):
-                continue
-            if fault.skip:
-                fault.skip -= 1
-                return None
-            fault.times -= 1
-            if fault.times <= 0:
-                self._faults.remove(fault)
-            return fault
-        return None
+@dataclass(slots=True)
+class MemoryVm:
+    id: VmId
+    drives: dict[DriveName, MemoryDrive] = field(default_factory=dict)
+    migrating: bool = False
+    metadata: MemoryMetadata = field(default_factory=MemoryMetadata)
 
 
 class MemoryHost:
-    """The state the in-memory adapters share. Inspect it freely; mutate it via methods."""
+    """The state the in-memory adapters share. Look at it freely; change it by its methods.
 
-    def __init__(self, files: set[str] | None = None) -> None:
+    ``files`` are the legacy ISO paths that exist (None: every absolute path exists).
+    """
+
+    def __init__(self, files: Iterable[str] | None = None) -> None:
         self.lock = threading.RLock()
         self.vms: dict[VmId, MemoryVm] = {}
         self.volumes: dict[VolumeRef, bool] = {}  # volume -> active
-        # Legacy ISO files that exist; None: every absolute path exists.
-        self.files = files
-        self.script = Script(self.lock)
-        # Indexes by volume path suffix (see _volume_key): trays holding it, and the volume.
-        self._trays: dict[str, set[MemoryDrive]] = {}
-        self._volume_keys: dict[str, VolumeRef] = {}
+        self.files: set[str] | None = None if files is None else set(files)
+        # Which drives' trays hold each volume (what LVM's "in use" reflects), by tray, and
+        # which volume a tray shows: so that a teardown or a load looks at no other VM.
+        self._holders: dict[Tray, set[DriveKey]] = {}
+        self._at: dict[Tray, VolumeRef] = {}
 
     # --- setting up ------------------------------------------------------------------
 
     def add_volume(self, volume: VolumeRef, active: bool = False) -> None:
         with self.lock:
             self.volumes[volume] = active
-            self._volume_keys.setdefault(volume.path_suffix, volume)
+            self._at[_tray(volume)] = volume
 
     def add_vm(self, vm: VmId, migrating: bool = False,
                metadata: str | etree._Element | None = None) -> MemoryVm:
+        """A running VM; ``metadata`` is its ``<ovirt-vm:vm>`` block (checked: hostile
+        XML raises InvalidMetadata; see :meth:`set_raw_metadata` to store it as is)."""
+        block = metadata if isinstance(metadata, etree._Element) \
+            else metadata_xml.parse_block(metadata)
         with self.lock:
-            if isinstance(metadata, etree._Element):
-                block = metadata
-            else:
-                block = metadata_xml.parse_block(metadata)
-            self.vms[vm] = MemoryVm(vm, migrating=migrating, metadata=block)
+            self.vms[vm] = MemoryVm(vm, migrating=migrating, metadata=MemoryMetadata(block))
             return self.vms[vm]
-
-    def remove_vm(self, vm: VmId) -> None:
-        """The VM is gone (shut down or destroyed): its trays hold nothing any more."""
-        with self.lock:
-            memory_vm = self.vm(vm)
-            for drive in memory_vm.drives.values():
-                drive.source = None
-            del self.vms[vm]
 
     def set_raw_metadata(self, vm: VmId, text: str | bytes) -> None:
         """Store a metadata document unparsed, as libvirt holds it: it is parsed (and
         refused if hostile) only when an adapter reads it."""
         with self.lock:
-            self.vm(vm).raw_metadata = text
+            self.vm(vm).metadata = MemoryMetadata.raw(text)
 
-    def add_drive(self, vm: VmId, iface: str, index: int, source: str | None = None,
-                  disk_type: DiskType = DiskType.BLOCK) -> DriveName:
+    def add_drive(self, vm: VmId, iface: str, index: int, media: Media | None = None) -> DriveName:
+        """A CD-ROM drive of ``vm`` holding ``media`` (None: an empty tray)."""
         drive = DriveName.from_iface_index(iface, index)
         with self.lock:
-            memory_drive = MemoryDrive(iface, index, None, disk_type if source else DiskType.FILE)
-            memory_drive._owner, memory_drive._trays = (vm, drive), self._trays
-            memory_drive.source = source
-            self.vm(vm).drives[drive] = memory_drive
+            self.vm(vm).drives[drive] = MemoryDrive(iface, index)
+            self.put(vm, drive, media)
         return drive
 
-    # --- looking --------------------------------------------------------------------
+    def put(self, vm: VmId, drive: DriveName, media: Media | None) -> None:
+        """Put ``media`` in the drive's tray (None: empty it)."""
+        with self.lock:
+            memory_drive = self.drive(vm, drive)
+            key = DriveKey(vm, drive)
+            self._holders.get(memory_drive.tray, set()).discard(key)
+            memory_drive.source = None if media is None else media.path
+            memory_drive.disk_type = DiskType.FILE if media is None else media.disk_type
+            if isinstance(memory_drive.tray, VolumeTray):
+                self._holders.setdefault(memory_drive.tray, set()).add(key)
+
+    def remove_vm(self, vm: VmId) -> None:
+        """The VM is gone (shut down or destroyed): its trays hold nothing any more."""
+        with self.lock:
+            for drive in list(self.vm(vm).drives):
+                self.put(vm, drive, None)
+            del self.vms[vm]
+
+    # --- looking ---------------------------------------------------------------------
 
     def vm(self, vm: VmId) -> MemoryVm:
         try:
@@ -343,37 +195,16 @@ class MemoryHost:
         except KeyError:
             raise NoSuchDrive(vm, drive) from None
 
-    def path_of(self, volume: VolumeRef) -> str:
-        return block_volume_path(volume)
+    def media_of(self, volume: VolumeRef) -> Media:
+        """Where a prepared volume is opened: vdsm's block path."""
+        return Media(block_path(volume), DiskType.BLOCK)
 
-    def volume_at(self, path: str | None) -> VolumeRef | None:
-        key = _volume_key(path)
-        if key is None:
-            return None
-        known = self._volume_keys.get(key)
-        if known is not None and known in self.volumes:
-            return known
-        for volume in self.volumes:  # added to the dict directly, or removed meanwhile
-            if volume.is_at(path):
-                self._volume_keys[key] = volume
-                return volume
-        return None
-
-    def holders(self, volume: VolumeRef) -> list[tuple[VmId, DriveName]]:
-        """Which trays hold the volume open (what LVM's "in use" reflects)."""
+    def holders(self, volume: VolumeRef) -> list[DriveKey]:
+        """Which drives' trays hold the volume open, in the order of the VMs."""
         with self.lock:
-            found = []
-            for tray in self._trays.get(volume.path_suffix, ()):
-                assert tray._owner is not None
-                vm, name = tray._owner
-                memory_vm = self.vms.get(vm)
-                if memory_vm is not None and memory_vm.drives.get(name) is tray:
-                    found.append(tray._owner)
-            if len(found) < 2:
-                return found
-            # Several: in the order of the VMs and their drives.
-            return [(vm.id, name) for vm in self.vms.values()
-                    for name, d in vm.drives.items() if volume.is_at(d.source)]
+            held = self._holders.get(_tray(volume), set())
+            order = {vm: n for n, vm in enumerate(self.vms)}
+            return sorted(held, key=lambda k: (order.get(k.vm, 0), k.drive))
 
     def active_volumes(self) -> list[VolumeRef]:
         with self.lock:
@@ -382,8 +213,25 @@ class MemoryHost:
     def file_exists(self, path: str) -> bool:
         return self.files is None or path in self.files
 
-    def media_exists(self, media: Media) -> bool:
-        volume = self.volume_at(media.path)
+    def volume_in(self, tray: Tray) -> VolumeRef | None:
+        """The host's volume a tray holds (None: no volume, or one the host lacks)."""
+        with self.lock:
+            volume = self._at.get(tray)
+            return volume if volume is not None and volume in self.volumes else None
+
+    def can_open(self, media: Media) -> bool:
+        """Whether QEMU could open ``media``: an active volume, or a file that exists."""
+        volume = self.volume_in(tray_of(media.path))
         if volume is not None:
             return self.volumes[volume]
         return media.disk_type is DiskType.FILE and self.file_exists(media.path)
+
+    def states(self, vm: VmId) -> Mapping[DriveName, DriveState]:
+        """What the VM's metadata says of each of its CD-ROM drives."""
+        with self.lock:
+            memory_vm = self.vm(vm)
+            return {d: memory_vm.metadata.read(d) for d in memory_vm.drives}
+
+
+def _tray(volume: VolumeRef) -> Tray:
+    return VolumeTray(volume.domain_id, volume.image_id, volume.volume_id)

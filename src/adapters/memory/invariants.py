@@ -1,18 +1,19 @@
-"""The product's promises, checked against an in-memory host.
+"""The in-memory host observed for the product's promises (``domain/promises.py``).
 
-Used by the simulator (its report says whether the host ended consistent) and by the
-exhaustive and property-based tests. Each violation is one readable sentence.
+Used by the simulator (its report says whether the host ended consistent) and by the tests:
+the one checker, on the host they all run on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.memory.host import MemoryHost
+from ovirt_cdrom.domain import promises
 from ovirt_cdrom.domain.errors import CdromError
-from ovirt_cdrom.domain.model import EMPTY_ENTRY, CdEntry, Unreadable, VmId
+from ovirt_cdrom.domain.model import DriveKey, VmId
+from ovirt_cdrom.domain.state import DriveState, Unreadable
 
 
 def unrelated_fingerprint(host: MemoryHost, vm: VmId) -> str:
@@ -22,17 +23,12 @@ def unrelated_fingerprint(host: MemoryHost, vm: VmId) -> str:
     """
     with host.lock:
         memory_vm = host.vm(vm)
-        block = etree.fromstring(etree.tostring(memory_vm.metadata))
+        try:
+            block = memory_vm.metadata.element()
+        except CdromError:
+            return memory_vm.metadata.xml()
         cd_names = {d.value for d in memory_vm.drives}
-    for el in list(block.iterchildren(f"{{{metadata_xml.NS}}}device")):
-        if el.get("name") in cd_names and el.get("devtype", "disk") == "disk":
-            block.remove(el)
-    for el in block.iter():
-        if el.tail is not None and not el.tail.strip():
-            el.tail = None
-        if len(el) and el.text is not None and not el.text.strip():
-            el.text = None
-    return etree.tostring(block, method="c14n").decode()
+    return metadata_xml.canonical(block, skip=cd_names)
 
 
 def fingerprints(host: MemoryHost) -> dict[VmId, str]:
@@ -40,54 +36,28 @@ def fingerprints(host: MemoryHost) -> dict[VmId, str]:
         return {vm: unrelated_fingerprint(host, vm) for vm in host.vms}
 
 
-def violations(host: MemoryHost, baseline: Mapping[VmId, str] | None = None,
-               settled: bool = True) -> list[str]:
-    """What breaks the promises now.
-
-    ``settled``: the host is expected at rest after a recovery (no marker may remain).
-    With ``settled=False`` only what must hold at every instant is checked (a VM never
-    holds an inactive volume; unrelated metadata is unchanged).
-    """
-    found: list[str] = []
+def observe(host: MemoryHost, baseline: Mapping[VmId, str] | None = None
+            ) -> promises.Observation:
+    """The host as the promise checker sees it; ``baseline`` the VMs' fingerprints before."""
     with host.lock:
-        held_volumes = set()
+        drives = []
         for vm in host.vms.values():
             for name, drive in vm.drives.items():
-                where = f"VM {vm.id} drive {name}"
-                volume = host.volume_at(drive.source)
-                if volume is not None:
-                    held_volumes.add(volume)
-                    if not host.volumes[volume]:
-                        found.append(f"{where} holds inactive volume {volume}")
-                if not settled:
-                    continue
+                state: DriveState
                 try:
-                    entries = metadata_xml.read_entries(vm.metadata, name)
+                    state = vm.metadata.read(name)
                 except CdromError as err:
-                    entries = Unreadable(str(err))
-                if isinstance(entries, Unreadable):
-                    found.append(f"{where}: unreadable metadata: {entries.reason}")
-                    continue
-                if any(e.state is not None for e in entries):
-                    found.append(f"{where}: a state marker remains: {_show(entries)}")
-                    continue
-                expected = (CdEntry(None, volume),) if volume is not None else (EMPTY_ENTRY,)
-                if entries != expected and not (volume is None and entries == ()):
-                    found.append(f"{where} holds {drive.source or 'nothing'} but metadata "
-                                 f"says {_show(entries)}")
-        if settled:
-            for volume, active in host.volumes.items():
-                if active and volume not in held_volumes:
-                    found.append(f"volume {volume} is active but no VM holds it")
-        if baseline is not None:
-            for vm_id, before in baseline.items():
-                if vm_id in host.vms and unrelated_fingerprint(host, vm_id) != before:
-                    found.append(f"VM {vm_id}: metadata outside the CD-ROM entries changed")
-    return found
+                    state = Unreadable(err.reason)
+                drives.append(promises.ObservedDrive(DriveKey(vm.id, name), drive.tray, state,
+                                                     drive.source or "nothing"))
+        changed = tuple(vm for vm, before in (baseline or {}).items()
+                        if vm in host.vms and unrelated_fingerprint(host, vm) != before)
+        return promises.Observation(tuple(drives), frozenset(host.volumes),
+                                    frozenset(host.active_volumes()), changed)
 
 
-def _show(entries: tuple[CdEntry, ...]) -> str:
-    if not entries:
-        return "(no entry)"
-    return ", ".join(f"{e.state.value if e.state else 'none'}:{e.volume or 'empty'}"
-                     for e in entries)
+def violations(host: MemoryHost, baseline: Mapping[VmId, str] | None = None,
+               settled: bool = True) -> list[str]:
+    """What breaks the promises on ``host`` now (see ``domain.promises.violations``)."""
+    return promises.violations(observe(host, baseline), settled)
+

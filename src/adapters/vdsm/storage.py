@@ -37,6 +37,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ovirt_cdrom.adapters.vdsm_layout import tray_of
 from ovirt_cdrom.domain.errors import (
     CdromError,
     ImageFileNotFound,
@@ -125,7 +126,7 @@ class VdsmVolumeActivator(VolumeActivator):
         if not isinstance(path, str) or not isinstance(info, Mapping):
             raise StorageError(f"prepareImage of {volume} answered without path or info",
                                storage_code=None)
-        if not volume.is_at(path):
+        if not volume.in_tray(tray_of(path)):
             # The flows recognise a volume in the tray by this suffix (decision D14).
             raise StorageError(f"prepareImage of {volume} answered an unexpected path "
                                f"{path[:200]!r}", storage_code=None)
