@@ -163,6 +163,11 @@ def vdsm_name(code: int) -> str:
     return _NAMES.get(code, GeneralException.vdsm_name)
 
 
+def typed(exc: Exception) -> CdromError:
+    """``exc`` as a typed error: itself, or a GeneralException wrapping it."""
+    return exc if isinstance(exc, CdromError) else internal_error(exc)
+
+
 def internal_error(exc: BaseException) -> GeneralException:
     """Wrap an untyped exception so that nothing reaches the engine untyped."""
     err = GeneralException(f"{type(exc).__name__}: {exc}")

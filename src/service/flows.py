@@ -5,7 +5,9 @@ failure branch is the ``except`` around the call it guards. Where the design's l
 would break the product's promises the promise wins: such places say ``DECISION`` and the
 decision's number in docs/decisions.md.
 
-Two rules hold in every flow. Before the tray switches, a failure restores the old state and
+A failure is the ``except`` around the port call it guards; an adapter's untyped error
+counts as a typed one (``typed``), so that the compensation always runs. Two rules hold in
+every flow. Before the tray switches, a failure restores the old state and
 fails the call; after it, nothing fails the call: the CD in the tray is the truth, and what
 could not be cleaned up keeps its marker for recovery. And a volume is torn down before the
 metadata stops naming it (D2), so a crash anywhere leaves metadata naming every volume that
@@ -26,6 +28,7 @@ from ovirt_cdrom.domain.errors import (
     NoSuchVM,
     VolumeInUse,
     VolumeNotFound,
+    typed,
 )
 from ovirt_cdrom.domain.model import (
     EMPTY_TRAY,
@@ -68,14 +71,16 @@ def insert(host: Host, key: DriveKey, new: VolumeRef) -> Outcome:
     # 3. Prepare the new drive spec.
     try:
         media = host.prepare(key, new)
-    except CdromError as err:
+    except Exception as failure:
+        err = typed(failure)
         # DECISION D5: a failed prepare may still have activated the volume: tear it down.
         _abandon(host, key, EMPTY, new)
         raise CannotPrepareImage(f"volume {new}: {err}") from err
     # 4. Load the CD into the VM.
     try:
-        host.load(key, media)
-    except CdromError as err:
+        host.hypervisor.load(key.vm, key.drive, media)
+    except Exception as failure:
+        err = typed(failure)
         if not _took_effect(host, key, err, new.in_tray):
             _abandon(host, key, EMPTY, new)
             raise ChangeDiskFailed(str(err)) from err
@@ -91,8 +96,9 @@ def eject(host: Host, key: DriveKey, old: VolumeRef) -> Outcome:
     _mark(host, key, Loaded(old), Ejecting(old))
     # 3. Eject the CD from the VM.
     try:
-        host.eject(key)
-    except CdromError as err:
+        host.hypervisor.eject(key.vm, key.drive)
+    except Exception as failure:
+        err = typed(failure)
         if not _took_effect(host, key, err, lambda tray: tray == EMPTY_TRAY):
             write_quietly(host, key, Loaded(old))  # remove the state attribute
             raise ChangeDiskFailed(str(err)) from err
@@ -113,13 +119,15 @@ def change(host: Host, key: DriveKey, old: VolumeRef, new: VolumeRef) -> Outcome
     # 4. Prepare the new drive spec.
     try:
         media = host.prepare(key, new)
-    except CdromError as err:
+    except Exception as failure:
+        err = typed(failure)
         _abandon(host, key, Loaded(old), new)  # DECISION D5
         raise CannotPrepareImage(f"volume {new}: {err}") from err
     # 5. Load the new CD into the VM.
     try:
-        host.load(key, media)
-    except CdromError as err:
+        host.hypervisor.load(key.vm, key.drive, media)
+    except Exception as failure:
+        err = typed(failure)
         if not _took_effect(host, key, err, new.in_tray):
             _abandon(host, key, Loaded(old), new)
             raise ChangeDiskFailed(str(err)) from err
@@ -138,12 +146,13 @@ def change(host: Host, key: DriveKey, old: VolumeRef, new: VolumeRef) -> Outcome
 def load_path(host: Host, key: DriveKey, now: Loaded | None, path: str) -> Outcome:
     """Load a file by path. No metadata states when no volume is involved, as vdsm did;
     DECISION D8: a volume the path replaces is marked and torn down as in an eject."""
-    media = host.resolve(path)  # checked before anything is written
+    media = host.volumes.resolve_path(path)  # checked before anything is written
     if now is not None:
         _mark(host, key, now, Ejecting(now.volume))
     try:
-        host.load(key, media)
-    except CdromError as err:
+        host.hypervisor.load(key.vm, key.drive, media)
+    except Exception as failure:
+        err = typed(failure)
         if not _took_effect(host, key, err, lambda tray: tray == FileTray(path)):
             if now is not None:
                 write_quietly(host, key, now)
@@ -158,8 +167,9 @@ def load_path(host: Host, key: DriveKey, now: Loaded | None, path: str) -> Outco
 def eject_file(host: Host, key: DriveKey) -> Outcome:
     """Empty a tray that holds a file no metadata names (the legacy route's eject)."""
     try:
-        host.eject(key)
-    except CdromError as err:
+        host.hypervisor.eject(key.vm, key.drive)
+    except Exception as failure:
+        err = typed(failure)
         if not _took_effect(host, key, err, lambda tray: tray == EMPTY_TRAY):
             raise ChangeDiskFailed(str(err)) from err
     return Outcome(EMPTY)
@@ -172,9 +182,10 @@ def _mark(host: Host, key: DriveKey, before: DriveState, pending: DriveState) ->
     """Write the pending markers; on failure put the old state back and fail (D7)."""
     try:
         host.write(key, pending)
-    except NoSuchVM:
-        raise
-    except CdromError as err:
+    except Exception as failure:
+        err = typed(failure)
+        if isinstance(err, NoSuchVM):
+            raise err from failure
         write_quietly(host, key, before)  # the write may have taken effect (a timeout)
         raise GeneralException(f"cannot mark the CD-ROM change in VM metadata: {err}") from err
 
@@ -198,10 +209,10 @@ def _took_effect(host: Host, key: DriveKey, err: CdromError,
     fails: recovery reconciles from what the VM holds."""
     for attempt in range(1, READ_BACK_ATTEMPTS + 1):
         try:
-            tray = host.tray(key)
-        except NoSuchVM:
-            raise
-        except CdromError:
+            tray = host.hypervisor.cdrom(key.vm, key.drive)
+        except Exception as failure:
+            if isinstance(typed(failure), NoSuchVM):
+                raise
             log.exception("Cannot read the drive back (attempt %d)", attempt)
             continue
         if reached(tray):
@@ -225,7 +236,7 @@ def teardown_quietly(host: Host, key: DriveKey, volume: VolumeRef) -> bool:
         # DECISION D18: storage that does not have it cannot hold it active.
         log.info("Nothing to tear down for %s: %s", volume, err)
         return True
-    except CdromError:
+    except Exception:  # an adapter's untyped error too: the marker stays for recovery
         log.exception("Cannot tear down volume %s", volume)
         return False
     if others:
@@ -243,7 +254,7 @@ def write_quietly(host: Host, key: DriveKey, state: DriveState) -> bool:
         host.write(key, state)
     except NoSuchVM:
         raise  # the VM went away: nothing is left to record anything for
-    except CdromError:
+    except Exception:  # an adapter's untyped error too
         log.exception("Cannot write CD-ROM metadata %s; recovery will reconcile", state)
         return False
     return True

@@ -1,38 +1,28 @@
 """The host as the flows use it: the three ports, and what only this process knows.
 
-Every port call goes through here, so that an adapter's untyped error still arrives as a
-typed one (and the flow's compensation runs). The bookkeeping lives here too: one lock per
-drive (a second operation on a drive waits), one writer of a VM's metadata at a time (a
-write replaces the whole block), one activation of a volume at a time, the host-wide volume
-users (``VolumeUsers``), and which drives an operation is running on.
+The flows call the ports directly, except where the bookkeeping must go with the call:
+metadata writes (one writer of a VM's block at a time: a write replaces the whole block),
+and a volume's prepare and release (one activation of a volume at a time, the host-wide
+volume users, ``VolumeUsers``). Here too: one lock per drive (a second operation on a drive
+waits), and which drives an operation is running on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ovirt_cdrom.domain.errors import CdromError, NoSuchDrive, NoSuchVM, internal_error
-from ovirt_cdrom.domain.model import DriveKey, DriveName, Media, Tray, VmId, VolumeRef
+from ovirt_cdrom.domain.errors import NoSuchDrive, NoSuchVM
+from ovirt_cdrom.domain.model import DriveKey, Media, Tray, VmId, VolumeRef
 from ovirt_cdrom.domain.state import DriveState
 from ovirt_cdrom.domain.users import VolumeUsers
 from ovirt_cdrom.ports import Hypervisor, MetadataRepository, VolumeActivator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _typed(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except CdromError:
-        raise
-    except Exception as exc:  # an adapter bug must not skip the flow's compensation
-        log.exception("Untyped error from a port")
-        raise internal_error(exc) from exc
 
 
 class Host:
@@ -87,35 +77,12 @@ class Host:
                 self._busy.discard(key)
             return previous
 
-    # --- the hypervisor -----------------------------------------------------------------
-
-    def is_migrating(self, vm: VmId) -> bool:
-        return _typed(lambda: self.hypervisor.is_migrating(vm))
-
-    def tray(self, key: DriveKey) -> Tray:
-        return _typed(lambda: self.hypervisor.cdrom(key.vm, key.drive))
-
-    def trays(self, vm: VmId) -> Mapping[DriveName, Tray]:
-        return _typed(lambda: self.hypervisor.cdroms(vm))
-
-    def load(self, key: DriveKey, media: Media) -> None:
-        _typed(lambda: self.hypervisor.load(key.vm, key.drive, media))
-
-    def eject(self, key: DriveKey) -> None:
-        _typed(lambda: self.hypervisor.eject(key.vm, key.drive))
-
     # --- the metadata -------------------------------------------------------------------
-
-    def read(self, key: DriveKey) -> DriveState:
-        return _typed(lambda: self.metadata.read(key.vm, key.drive))
-
-    def read_all(self, vm: VmId, drives: list[DriveName]) -> Mapping[DriveName, DriveState]:
-        return _typed(lambda: self.metadata.read_all(vm, drives))
 
     def write(self, key: DriveKey, state: DriveState) -> None:
         """Write the drive's state; one writer of the VM's block at a time."""
         with self._lock_of(self._metadata_locks, key.vm):
-            _typed(lambda: self.metadata.write(key.vm, key.drive, state))
+            self.metadata.write(key.vm, key.drive, state)
 
     # --- the volumes --------------------------------------------------------------------
 
@@ -152,7 +119,7 @@ class Host:
         with self._lock_of(self._volume_locks, volume):
             with self._lock:
                 self.users.claim(volume, key)
-            return _typed(lambda: self.volumes.prepare(volume))
+            return self.volumes.prepare(volume)
 
     def release(self, key: DriveKey, volume: VolumeRef) -> frozenset[DriveKey]:
         """The drive lets go of ``volume``: tear it down unless other drives still use it.
@@ -165,7 +132,7 @@ class Host:
                 others = self.users.release(volume, key)
             others = self._still_using(volume, others)
             if not others:
-                _typed(lambda: self.volumes.teardown(volume))
+                self.volumes.teardown(volume)
             return others
 
     def _still_using(self, volume: VolumeRef,
@@ -183,10 +150,10 @@ class Host:
                 busy = user in self._busy
             if not busy:
                 try:
-                    busy = volume.in_tray(self.tray(user))
+                    busy = volume.in_tray(self.hypervisor.cdrom(user.vm, user.drive))
                 except (NoSuchVM, NoSuchDrive):
                     busy = False
-                except CdromError as err:
+                except Exception as err:
                     log.warning("Cannot tell whether %s still holds %s (%s): keeping it",
                                 user, volume, err)
                     busy = True
@@ -200,12 +167,6 @@ class Host:
                 else:
                     self.users.release(volume, user)
         return frozenset(still)
-
-    def is_active(self, volume: VolumeRef) -> bool:
-        return _typed(lambda: self.volumes.is_active(volume))
-
-    def resolve(self, path: str) -> Media:
-        return _typed(lambda: self.volumes.resolve_path(path))
 
     # --- locks --------------------------------------------------------------------------
 

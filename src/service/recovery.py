@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ovirt_cdrom.domain.errors import CdromError, NoSuchDrive, NoSuchVM
+from ovirt_cdrom.domain.errors import CdromError, NoSuchDrive, NoSuchVM, typed
 from ovirt_cdrom.domain.model import DriveKey, DriveName, Tray, VmId
 from ovirt_cdrom.domain.recovery import decide
 from ovirt_cdrom.domain.state import DriveState, consistent
@@ -54,7 +54,7 @@ def recover_drive(host: Host, key: DriveKey, state: DriveState, tray: Tray) -> D
     vm, drive = key.vm, key.drive
     if consistent(state, tray):
         return DriveRecovery(vm, drive, state, changed=False, clean=True)
-    active = frozenset(v for v in state.volumes if host.is_active(v))
+    active = frozenset(v for v in state.volumes if host.volumes.is_active(v))
     decision = decide(state, tray, active)
     log.info("Recovering CD-ROM %s (%s, tray %s): case %s: %s",
              key, state, tray, decision.case, decision.design)
@@ -88,13 +88,14 @@ def recover_vms(host: Host, vms: list[VmId]) -> RecoveryReport:
     for vm in vms:
         seen = host.counter()
         try:
-            trays = host.trays(vm)
-            states = host.read_all(vm, list(trays))
+            trays = host.hypervisor.cdroms(vm)
+            states = host.metadata.read_all(vm, list(trays))
         except NoSuchVM:
             log.info("VM %s went away before its CD-ROMs were recovered", vm)
             report.gone.append(vm)
             continue
-        except CdromError as err:
+        except Exception as failure:  # an adapter's untyped error too: one VM fails
+            err = typed(failure)
             log.error("Cannot recover CD-ROMs of VM %s: %s", vm, err)
             report.vm_errors[vm] = err
             continue
@@ -118,7 +119,8 @@ def _recover_observed(host: Host, key: DriveKey, state: DriveState, tray: Tray,
         with host.operation(key) as previous:
             if previous > seen:
                 # An operation ran on the drive since the first pass read it: read again.
-                tray, state = host.tray(key), host.read(key)
+                tray = host.hypervisor.cdrom(key.vm, key.drive)
+                state = host.metadata.read(key.vm, key.drive)
             host.note_holder(key, state, tray)
             return recover_drive(host, key, state, tray)
     except NoSuchVM:
@@ -126,6 +128,7 @@ def _recover_observed(host: Host, key: DriveKey, state: DriveState, tray: Tray,
     except NoSuchDrive:
         log.info("Drive %s went away while it was recovered", key)
         return DriveRecovery(key.vm, key.drive, None, changed=False, clean=True)
-    except CdromError as err:
+    except Exception as failure:  # an adapter's untyped error too: one drive fails
+        err = typed(failure)
         log.error("Cannot recover drive %s: %s", key, err)
         return DriveRecovery(key.vm, key.drive, None, changed=False, clean=False, error=err)

@@ -49,10 +49,10 @@ class CdromService:
         """
         host, key = self.host, DriveKey(vm, drive)
         with host.operation(key):
-            if host.is_migrating(vm):
+            if host.hypervisor.is_migrating(vm):
                 raise MigrationInProgress(f"VM {vm} is migrating")
-            tray = host.tray(key)
-            state = host.read(key)
+            tray = host.hypervisor.cdrom(vm, drive)
+            state = host.metadata.read(vm, drive)
             host.note_holder(key, state, tray)
             recovered = not consistent(state, tray)
             if recovered:

@@ -203,7 +203,10 @@ class LibvirtHypervisor(Hypervisor):
     # --- reading ---------------------------------------------------------------------
 
     def vm_ids(self) -> list[VmId]:
-        return self._call("list domains", None, self.domains.running)
+        try:
+            return self.domains.running()
+        except libvirt.libvirtError as err:
+            raise map_error(err, "list domains") from err
 
     def is_migrating(self, vm: VmId) -> bool:
         return self._on(vm, "read job", lambda h: domain_is_migrating(h.dom))
@@ -265,12 +268,8 @@ class LibvirtHypervisor(Hypervisor):
 
     def _on(self, vm: VmId, what: str, fn: Callable[[Handle], T]) -> T:
         """``fn`` on the VM's domain, libvirt errors mapped."""
-        return self._call(what, vm, lambda: self.domains.run(vm, fn))
-
-    @staticmethod
-    def _call(what: str, vm: VmId | None, fn: Callable[[], T]) -> T:
         try:
-            return fn()
+            return self.domains.run(vm, fn)
         except libvirt.libvirtError as err:
             log.debug("libvirt %s failed (code %s): %s", what, error_code(err), err)
             raise map_error(err, what, HypervisorError, vm) from err

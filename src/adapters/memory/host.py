@@ -21,6 +21,7 @@ from ovirt_cdrom.adapters.metadata_xml import Encoding
 from ovirt_cdrom.adapters.vdsm_layout import block_path, tray_of
 from ovirt_cdrom.domain.errors import NoSuchDrive, NoSuchVM
 from ovirt_cdrom.domain.model import (
+    EMPTY_TRAY,
     DiskType,
     DriveKey,
     DriveName,
@@ -35,16 +36,14 @@ from ovirt_cdrom.domain.state import DriveState
 
 @dataclass(slots=True)
 class MemoryDrive:
-    """One CD-ROM drive: its bus, and the path its tray holds (None: empty)."""
+    """One CD-ROM drive: its bus, the path its tray holds (None: empty), and what that is
+    (set together by :meth:`MemoryHost.put`)."""
 
     iface: str
     index: int
     source: str | None = None
     disk_type: DiskType = DiskType.FILE
-
-    @property
-    def tray(self) -> Tray:
-        return tray_of(self.source)
+    tray: Tray = EMPTY_TRAY
 
 
 class MemoryMetadata:
@@ -66,8 +65,8 @@ class MemoryMetadata:
 
     @classmethod
     def raw(cls, text: str | bytes) -> MemoryMetadata:
-        """A document stored unparsed, as libvirt holds it: parsed (and refused if hostile,
-        InvalidMetadata) at every read."""
+        """A document stored unparsed, as libvirt holds it: parsed when first read, and
+        refused (InvalidMetadata) at every read if hostile."""
         md = cls()
         md._raw = text
         return md
@@ -77,7 +76,7 @@ class MemoryMetadata:
         if written is not None:
             return written[0]
         if self._raw is not None:
-            return metadata_xml.read(metadata_xml.parse_block(self._raw), drive)
+            self._block, self._raw = metadata_xml.parse_block(self._raw), None
         state = self._read.get(drive)
         if state is None:
             state = self._read[drive] = metadata_xml.read(self._block, drive)
@@ -171,6 +170,7 @@ class MemoryHost:
             self._holders.get(memory_drive.tray, set()).discard(key)
             memory_drive.source = None if media is None else media.path
             memory_drive.disk_type = DiskType.FILE if media is None else media.disk_type
+            memory_drive.tray = tray_of(memory_drive.source)
             if isinstance(memory_drive.tray, VolumeTray):
                 self._holders.setdefault(memory_drive.tray, set()).add(key)
 
@@ -200,11 +200,9 @@ class MemoryHost:
         return Media(block_path(volume), DiskType.BLOCK)
 
     def holders(self, volume: VolumeRef) -> list[DriveKey]:
-        """Which drives' trays hold the volume open, in the order of the VMs."""
+        """Which drives' trays hold the volume open."""
         with self.lock:
-            held = self._holders.get(_tray(volume), set())
-            order = {vm: n for n, vm in enumerate(self.vms)}
-            return sorted(held, key=lambda k: (order.get(k.vm, 0), k.drive))
+            return sorted(self._holders.get(_tray(volume), ()), key=str)
 
     def active_volumes(self) -> list[VolumeRef]:
         with self.lock:
