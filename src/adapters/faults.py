@@ -22,6 +22,7 @@ wires the decorators around the adapters it was going to use anyway.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -42,6 +43,7 @@ from ovirt_cdrom.domain.model import DriveName, Media, Tray, VmId, VolumeRef
 from ovirt_cdrom.domain.state import DriveState
 from ovirt_cdrom.ports import Hypervisor, MetadataRepository, VolumeActivator
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Effect = Literal["before", "after"]
 Hook = Callable[[str], None]
@@ -228,6 +230,7 @@ class FaultPlan:
         return result
 
     def _record(self, call: TracedCall) -> None:
+        log.debug("call %d %s(%s): %s", call.number, call.call, call.args, call.outcome)
         with self._lock:
             self.trace.append(call)
 

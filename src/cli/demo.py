@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
+from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.container import build
 from ovirt_cdrom.domain.model import VmId, VolumeRef
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.text import Text
 
 _VM = "6f4b1f2e-0c1d-4a8e-9b7a-3c2d1e0f9a8b"
 _POOL = "13345997-b94f-42dd-b8ef-a1392f65cebf"
@@ -21,8 +25,9 @@ _ISOS = {
 }
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run insert, change and eject on an in-memory host")
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("demo", parents=[common],
+                       help="run insert, change and eject on an in-memory host")
     p.set_defaults(run=run)
 
 
@@ -45,13 +50,17 @@ def run(args: argparse.Namespace) -> int:
              ("change to debian.iso", "debian.iso"),
              ("eject", None)]
     for title, iso in steps:
+        request = {"vmID": _VM, "driveSpec": spec(iso)}
         answer = api.changeCD(_VM, spec(iso))
-        table = Table(title=f"changeCD: {title} -> {answer}", show_lines=True)
-        table.add_column("what")
-        table.add_column("state")
-        table.add_row(f"VM tray ({drive})", host.drive(vm, drive).source or "(empty)")
-        table.add_row("active volumes", "\n".join(
-            name for name, v in _ISOS.items() if host.volumes[v]) or "(none)")
-        table.add_row("VM metadata", host.vm(vm).metadata.xml())
-        console.print(table)
+        tray = host.drive(vm, drive).source
+        active = [name for name, v in _ISOS.items() if host.volumes[v]]
+        block = metadata_xml.serialize(host.vm(vm).metadata.element(), pretty=True)
+        console.print(Panel(Group(
+            Text("VM.changeCD " + json.dumps(request, indent=2), overflow="fold"),
+            Text(f"vdsm answers: {json.dumps(answer)}", style="bold green"
+                 if "vmList" in answer else "bold red"),
+            Text(f"the VM's tray ({drive}) holds: {tray or '(nothing)'}", overflow="fold"),
+            Text(f"active ISO volumes: {', '.join(active) or '(none)'}"),
+            Text("the VM's metadata:", style="dim"),
+            Syntax(block.rstrip(), "xml", word_wrap=True)), title=title, title_align="left"))
     return 0

@@ -115,7 +115,9 @@ def parse_index(index: object) -> int:
         raise InvalidParameter("index", "expected an integer, got bool")
     if isinstance(index, int):
         value = index
-    elif isinstance(index, str) and index.isascii() and index.isdigit() and len(index) < 7:
+    elif isinstance(index, str) and index.isascii() and index.isdigit():
+        if len(index) > len(str(_MAX_INDEX)):
+            raise InvalidParameter("index", "out of range: too large")
         value = int(index)
     else:
         raise InvalidParameter("index", f"expected a non-negative integer, got {str(index)[:40]!r}")
@@ -154,7 +156,8 @@ class Media:
 
 @dataclass(frozen=True, slots=True)
 class EmptyTray:
-    pass
+    def __str__(self) -> str:
+        return "empty"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +168,18 @@ class VolumeTray:
     image_id: str
     volume_id: str
 
+    def __str__(self) -> str:
+        return f"volume {self.domain_id}/{self.image_id}/{self.volume_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class FileTray:
     """Anything else: an ISO file given by path (an old ISO domain), a network source."""
 
     path: str
+
+    def __str__(self) -> str:
+        return f"file {self.path}"
 
 
 Tray = EmptyTray | VolumeTray | FileTray
@@ -195,6 +204,9 @@ class DriveKey:
 class LoadVolume:
     volume: VolumeRef
 
+    def __str__(self) -> str:
+        return f"load {self.volume}"
+
 
 @dataclass(frozen=True, slots=True)
 class LoadPath:
@@ -212,10 +224,14 @@ class LoadPath:
             raise InvalidParameter("path", f"path traversal is not allowed: {value[:80]!r}")
         return cls(value)
 
+    def __str__(self) -> str:
+        return f"load path {self.path}"
+
 
 @dataclass(frozen=True, slots=True)
 class Eject:
-    pass
+    def __str__(self) -> str:
+        return "eject"
 
 
 CdTarget = LoadVolume | LoadPath | Eject

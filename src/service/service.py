@@ -62,10 +62,13 @@ class CdromService:
                     raise DriveBusy(f"recovery left {done.state}", vm=vm, drive=drive)
                 state = done.state
             assert isinstance(state, Empty | Loaded)
+            log.info("changeCD %s: %s, tray %s; wanted: %s", key, state, tray, target)
             outcome = _run_flow(host, key, state, tray, target)
         if not outcome.clean:
             log.warning("Change on %s succeeded; leftovers kept for recovery: %s",
                         key, outcome.state)
+        else:
+            log.info("changeCD %s: %s", key, outcome.state if outcome.changed else "no change")
         return dataclasses.replace(outcome, recovered=recovered)
 
     def recover(self, *vms: VmId) -> RecoveryReport:

@@ -22,6 +22,7 @@ from ovirt_cdrom.container import Application, build, load_config
 from ovirt_cdrom.domain.errors import CdromError, GeneralException, vdsm_name
 from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef
 from ovirt_cdrom.service import CdromService, DriveRecovery, RecoveryReport
+from ovirt_cdrom.simulator.hostjson import host_json, markers
 from ovirt_cdrom.simulator.scenario import Scenario, Step
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class StepOutcome:
     trace: list[TracedCall]
     recovered: list[DriveRecovery] | None = None  # recover steps only
     gone: list[VmId] = field(default_factory=list)  # recover steps: VMs gone meanwhile
+    markers: list[str] = field(default_factory=list)  # drives it left with a marker
+    after: dict[str, Any] | None = None  # the host after it (``record_after``)
 
 
 @dataclass(slots=True)
@@ -71,8 +74,10 @@ class ScenarioRun:
 class Simulation:
     """One scenario's host, container and service, stepped one step at a time."""
 
-    def __init__(self, scenario: Scenario, apps: AppCache | None = None) -> None:
+    def __init__(self, scenario: Scenario, apps: AppCache | None = None,
+                 record_after: bool = False) -> None:
         self.scenario = scenario
+        self.record_after = record_after
         self.app = (apps or AppCache()).fresh(scenario.metadata_encoding)
         self.host: MemoryHost = self.app.memory.host()
         self.plan: FaultPlan = self.app.fault_plan()
@@ -120,7 +125,9 @@ class Simulation:
         outcome = StepOutcome(step, ok=not crashed and error is None,
                               injected=self.plan.injected, crashed=crashed, error=error,
                               calls=calls, trace=list(self.plan.trace), recovered=recovered,
-                              gone=gone)
+                              gone=gone, markers=markers(self.host),
+                              after=host_json(self.host, self.scenario.labels)
+                              if self.record_after else None)
         self.plan.arm()
         self.run.steps.append(outcome)
         return outcome
@@ -162,12 +169,14 @@ class AppCache:
         return app
 
 
-def run(scenario: Scenario, apps: AppCache | None = None) -> ScenarioRun:
+def run(scenario: Scenario, apps: AppCache | None = None,
+        record_after: bool = False) -> ScenarioRun:
     """Run every step of ``scenario``; return the host and each step's outcome.
 
-    Pass one ``apps`` for many scenarios to reuse the containers (see :class:`AppCache`).
+    Pass one ``apps`` for many scenarios to reuse the containers (see :class:`AppCache`);
+    ``record_after`` keeps the host's state after each step (``--trace``).
     """
-    sim = Simulation(scenario, apps)
+    sim = Simulation(scenario, apps, record_after)
     for step in scenario.steps:
         sim.step(step)
     return sim.run

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
@@ -100,20 +100,22 @@ class Scenario:
     files: frozenset[str] | None = None
     # None: the configuration's (OVIRT_CDROM_METADATA_ENCODING, else the default)
     metadata_encoding: metadata_xml.Encoding | None = None
+    labels: Mapping[VolumeRef, str] = field(default_factory=dict)  # ISOs' names, optional
 
 
 # --- Loading -------------------------------------------------------------------------------
 
 
-def load_text(text: str, source: str = "") -> tuple[list[Scenario], bool]:
+def load_text(text: str, source: str = "", max_values: int | None = None
+              ) -> tuple[list[Scenario], bool]:
     """Parse a document; return its scenarios and whether it held a list of them."""
     data = _decode(text, source)
-    return parse_document(data)
+    return parse_document(data, max_values)
 
 
-def parse_document(data: object) -> tuple[list[Scenario], bool]:
+def parse_document(data: object, max_values: int | None = None) -> tuple[list[Scenario], bool]:
     """Validate a decoded document (one scenario mapping, or a list of them)."""
-    _check_size(data)
+    _check_size(data, MAX_NODES if max_values is None else max_values)
     if isinstance(data, Mapping):
         return [parse_scenario(data, "")], False
     if isinstance(data, list):
@@ -154,16 +156,16 @@ def _decode(text: str, source: str) -> object:
 MAX_NODES = 2_000_000
 
 
-def _check_size(data: object) -> None:
-    """Refuse a document whose expanded tree has more than ``MAX_NODES`` values."""
-    budget = MAX_NODES
+def _check_size(data: object, limit: int) -> None:
+    """Refuse a document whose expanded tree has more than ``limit`` values."""
+    budget = limit
     stack = [data]
     while stack:
         node = stack.pop()
         budget -= 1
         if budget < 0:
-            raise ScenarioError("", f"the document expands to more than {MAX_NODES} values "
-                                "(YAML aliases?)")
+            raise ScenarioError("", f"the document has more than {limit} values once its "
+                                "YAML aliases are expanded (--max-values raises the limit)")
         if isinstance(node, Mapping):
             stack.extend(node.keys())
             stack.extend(node.values())
@@ -197,7 +199,7 @@ def _flow_depth(text: str) -> int:
 # --- Validation ----------------------------------------------------------------------------
 
 _SCENARIO_KEYS = ("name", "volumes", "vms", "steps", "files", "metadata_encoding")
-_VOLUME_KEYS = (*VolumeRef.KEYS, "active")
+_VOLUME_KEYS = ("name", *VolumeRef.KEYS, "active")
 _VM_KEYS = ("id", "migrating", "metadata_xml", "drives")
 _DRIVE_KEYS = ("iface", "index", "loaded", "metadata")
 _ENTRY_KEYS = ("state", "pdiv")
@@ -222,17 +224,20 @@ def parse_scenario(data: object, path: str) -> Scenario:
         where = _join(path, "files")
         files = frozenset(_absolute_path(p, f"{where}[{i}]")
                           for i, p in enumerate(_list(m["files"], where)))
-    volumes = _volumes(m.get("volumes"), _join(path, "volumes"))
+    volumes, labels = _volumes(m.get("volumes"), _join(path, "volumes"))
     vms = _vms(m.get("vms"), _join(path, "vms"))
     where = _join(path, "steps")
     if "steps" not in m:
         raise ScenarioError(where, "missing")
     steps = tuple(_step(s, f"{where}[{i}]") for i, s in enumerate(_list(m["steps"], where)))
-    return Scenario(name, volumes, vms, steps, files, encoding)
+    return Scenario(name, volumes, vms, steps, files, encoding, labels)
 
 
-def _volumes(data: object, path: str) -> tuple[tuple[VolumeRef, bool], ...]:
+def _volumes(data: object, path: str
+             ) -> tuple[tuple[tuple[VolumeRef, bool], ...], dict[VolumeRef, str]]:
+    """The volumes and whether each is active; the labels (``name``) some carry."""
     out: dict[VolumeRef, bool] = {}
+    labels: dict[VolumeRef, str] = {}
     for i, item in enumerate(_list(data, path)):
         where = f"{path}[{i}]"
         m = _mapping(item, where)
@@ -241,7 +246,13 @@ def _volumes(data: object, path: str) -> tuple[tuple[VolumeRef, bool], ...]:
         if ref in out:
             raise ScenarioError(where, f"volume {ref} is listed twice")
         out[ref] = _bool(m, "active", where)
-    return tuple(out.items())
+        name = _optional_str(m, "name", where)
+        if name is not None:
+            if not name.strip() or len(name) > 200 or not name.isprintable():
+                raise ScenarioError(_join(where, "name"),
+                                    "expected a printable label of 1 to 200 characters")
+            labels[ref] = name
+    return tuple(out.items()), labels
 
 
 def _vms(data: object, path: str) -> tuple[VmSetup, ...]:
