@@ -10,7 +10,6 @@ from typing import Any
 
 from ovirt_cdrom.bench.report import QUICK, Sizes, render, run
 
-
 DESCRIPTION = """\
 Measure the core on the in-memory host: insert, change and eject per second (2,000 VMs, 7
 batches each), the port calls each flow makes, and how long recover_all takes on 1,000,
