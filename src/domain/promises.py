@@ -68,5 +68,25 @@ def violations(host: Observation, settled: bool = True) -> list[str]:
     return found
 
 
+def unrecorded(host: Observation) -> list[str]:
+    """Active volumes that no tray holds and no drive's metadata names: leaked for good.
+
+    A promise at every instant, crashes included ("nothing leaks"): recovery can clean up
+    only what a tray or the metadata records, and the flows' order (mark, prepare, switch,
+    tear down, then unmark: D2) keeps this empty. Kept apart from :func:`violations`,
+    whose sentences the simulator's report shows.
+    """
+    by_tray: dict[Tray, VolumeRef] = {
+        VolumeTray(v.domain_id, v.image_id, v.volume_id): v for v in host.volumes}
+    recorded: set[VolumeRef] = set()
+    for drive in host.drives:
+        recorded.update(drive.state.volumes)
+        held = by_tray.get(drive.tray)
+        if held is not None:
+            recorded.add(held)
+    return [f"volume {v} is active, held by no VM and named by no metadata"
+            for v in sorted(host.active - recorded, key=str)]
+
+
 def _show(tray: Tray) -> str:
     return str(tray)
