@@ -8,20 +8,28 @@ wrongly typed fields, path traversal and XML metacharacters; VM metadata read fr
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ovirt_cdrom.adapters.memory.invariants import violations
-from ovirt_cdrom.domain.model import CdromSlot, VmId
+from ovirt_cdrom.domain.model import EMPTY_TRAY, FileTray, VmId
+from ovirt_cdrom.domain.state import EMPTY, Ejecting, Loaded
 from ovirt_cdrom.service import RecoveryReport
+from rig import SUCCESS, Rig, uid, vm_id
 
-from .harness import FIGURES, Rig, build_rig, spec
-
-SUCCESS: dict[str, Any] = {"vmList": {}}
+from .harness import (
+    FIGURES,
+    LAYOUT,
+    build_rig,
+    drives_of,
+    meaning,
+    snapshot,
+    spec,
+    tray,
+    vol,
+)
 
 CODES = {1, 13, 41, 51, 75, 100, 1630}
 MUTATING = ("metadata.write", "volumes.prepare", "volumes.teardown", "hypervisor.load",
@@ -36,33 +44,37 @@ def vid(value: object) -> str:
     return repr(value)[:30]
 
 
+DRIVES = drives_of(LAYOUT)
+
+
 @pytest.fixture
 def rig() -> Rig:
-    return build_rig(loaded={0: 0})
+    rig, drives = build_rig(loaded={0: 0})
+    assert drives == DRIVES
+    return rig
 
 
 def call(rig: Rig, vm: object, cdromspec: object) -> dict[str, Any]:
-    before, meaning = rig.snapshot(), rig.meaning()
-    rig.host.script.calls.clear()
-    answer = rig.api.changeCD(vm, cdromspec)
+    before, meant = snapshot(rig), meaning(rig)
+    answer = rig.step(lambda: rig.api.changeCD(vm, cdromspec))
     FIGURES["hostile input: requests"] += 1
     assert isinstance(answer, dict)
-    if answer != {"vmList": {}}:
+    if answer != SUCCESS:
         assert set(answer) == {"code", "message"} and answer["code"] in CODES, answer
         assert isinstance(answer["message"], str) and len(answer["message"]) < 2000
         if answer["code"] in (1, 41, 75, 100):
             # Refused before anything was touched.
-            assert [c for c in rig.host.script.calls if c in MUTATING] == []
-            assert rig.snapshot() == before
+            assert [c for c in rig.calls() if c in MUTATING] == []
+            assert snapshot(rig) == before
         else:
             # Storage or hypervisor refused (a volume or file that does not exist): the
             # change was undone, the host is as before in meaning.
-            assert rig.meaning() == meaning
+            assert meaning(rig) == meant
     return answer
 
 
-def good(rig: Rig, **changes: Any) -> dict[str, Any]:
-    cdromspec = spec(rig.drives[0], ("volume", 1), rig)
+def good(**changes: Any) -> dict[str, Any]:
+    cdromspec = spec(DRIVES[0], ("volume", 1))
     cdromspec["drive_spec"] = dict(cdromspec["drive_spec"])
     for key, value in changes.items():
         if key in ("iface", "index", "path"):
@@ -72,47 +84,47 @@ def good(rig: Rig, **changes: Any) -> dict[str, Any]:
     return cdromspec
 
 
-def vm0(rig: Rig) -> str:
-    return str(rig.drives[0].vm)
+def vm0() -> str:
+    return str(DRIVES[0].vm)
 
 
+_UUID = uid("hostile")  # a good UUID, made bad below
 BAD_UUIDS: list[object] = [
     None, 1, 1.5, True, [], {}, b"\x00", "", " ", "not-a-uuid", "../../etc/passwd",
-    "77b4e7b1-f4e3-5fdc-b831-f0e66697c481/../x", "<vm>&amp;</vm>", "'\"><!--",
-    "77b4e7b1-f4e3-5fdc-b831-f0e66697c48", "77b4e7b1f4e35fdcb831f0e66697c481",
-    "77b4e7b1-f4e3-5fdc-b831-f0e66697c481\x00",
+    f"{_UUID}/../x", "<vm>&amp;</vm>", "'\"><!--",
+    _UUID[:-1], _UUID.replace("-", ""), _UUID + "\x00",
     HUGE, 10**5000]
 
 
 @pytest.mark.parametrize("value", BAD_UUIDS, ids=vid)
 def test_bad_vm_id_is_invalid_parameter(rig: Rig, value: object) -> None:
-    assert call(rig, value, good(rig))["code"] == 100
+    assert call(rig, value, good())["code"] == 100
 
 
 @pytest.mark.parametrize("field", ["poolID", "domainID", "imageID", "volumeID"])
 @pytest.mark.parametrize("value", BAD_UUIDS, ids=vid)
 def test_bad_pdiv_is_invalid_parameter(rig: Rig, field: str, value: object) -> None:
-    assert call(rig, vm0(rig), good(rig, **{field: value}))["code"] == 100
+    assert call(rig, vm0(), good(**{field: value}))["code"] == 100
 
 
 @pytest.mark.parametrize("field", ["poolID", "domainID", "imageID", "volumeID"])
 def test_missing_pdiv_is_invalid_parameter(rig: Rig, field: str) -> None:
-    cdromspec = good(rig)
+    cdromspec = good()
     del cdromspec["drive_spec"][field]
-    assert call(rig, vm0(rig), cdromspec)["code"] == 100
+    assert call(rig, vm0(), cdromspec)["code"] == 100
 
 
 @pytest.mark.parametrize("iface", [None, 2, "", "SATA", "usb", "sata\x00", "../sata", HUGE,
                                    ["sata"], "<sata/>"], ids=vid)
 def test_bad_iface_is_invalid_parameter(rig: Rig, iface: object) -> None:
-    assert call(rig, vm0(rig), good(rig, iface=iface))["code"] == 100
+    assert call(rig, vm0(), good(iface=iface))["code"] == 100
 
 
 @pytest.mark.parametrize("index", [None, -1, 2.0, "2.0", "-1", "", " 2", "two", True,
                                    "²", "٢", 10**9, 10**5000, "9" * 100_000, [2], HUGE],
                          ids=vid)
 def test_bad_index_is_invalid_parameter(rig: Rig, index: object) -> None:
-    assert call(rig, vm0(rig), good(rig, index=index))["code"] == 100
+    assert call(rig, vm0(), good(index=index))["code"] == 100
 
 
 @pytest.mark.parametrize("cdromspec", [None, [], "sata", 2, {}, {"iface": "sata"},
@@ -122,47 +134,47 @@ def test_bad_index_is_invalid_parameter(rig: Rig, index: object) -> None:
                                        {"iface": "sata", "index": "2", "drive_spec": 7}],
                          ids=vid)
 def test_malformed_cdromspec_is_invalid_parameter(rig: Rig, cdromspec: object) -> None:
-    assert call(rig, vm0(rig), cdromspec)["code"] == 100
+    assert call(rig, vm0(), cdromspec)["code"] == 100
 
 
 @pytest.mark.parametrize("path", ["relative/x.iso", "/iso/../etc/passwd", "/../x", "/iso/..",
                                   "/iso/x\x00.iso", "/" + HUGE, 7, None, b"/iso/x.iso",
                                   ["/iso/x.iso"]], ids=vid)
 def test_bad_legacy_path_is_invalid_parameter(rig: Rig, path: object) -> None:
-    assert call(rig, vm0(rig), {"iface": "sata", "index": "2", "path": path})["code"] == 100
+    assert call(rig, vm0(), {"iface": "sata", "index": "2", "path": path})["code"] == 100
 
 
 @pytest.mark.parametrize("path", ["/iso/<x>&amp;'\".iso", "/iso/]]>.iso", "/iso/x.iso"])
 def test_legacy_path_that_does_not_exist_is_image_file_not_found(rig: Rig, path: str) -> None:
-    assert call(rig, vm0(rig), {"iface": "sata", "index": "2", "path": path})["code"] == 13
+    assert call(rig, vm0(), {"iface": "sata", "index": "2", "path": path})["code"] == 13
 
 
 def test_legacy_path_with_xml_metacharacters_loads_and_touches_no_metadata(rig: Rig) -> None:
     path = "/iso/<ovirt-vm:device name=\"sdc\">&amp;'.iso"
     assert rig.host.files is not None
     rig.host.files.add(path)
-    answer = call(rig, vm0(rig), {"iface": "sata", "index": "2", "path": path})
+    answer = call(rig, vm0(), {"iface": "sata", "index": "2", "path": path})
     assert answer == {"vmList": {}}
-    assert rig.tray(rig.drives[0]) == path
-    assert violations(rig.host, rig.baseline, settled=True) == []
+    assert tray(rig, DRIVES[0]) == FileTray(path)
+    assert rig.violations() == []
 
 
 def test_unknown_vm_is_no_such_vm(rig: Rig) -> None:
-    assert call(rig, str(uuid.uuid4()), good(rig))["code"] == 1
+    assert call(rig, str(vm_id("unknown")), good())["code"] == 1
 
 
 @pytest.mark.parametrize("iface,index", [("sata", 3), ("ide", 2), ("virtio", 0),
                                          ("sata", 18277)])
 def test_unknown_drive_is_change_disk_failed(rig: Rig, iface: str, index: int) -> None:
-    assert call(rig, vm0(rig), good(rig, iface=iface, index=index))["code"] == 41
+    assert call(rig, vm0(), good(iface=iface, index=index))["code"] == 41
 
 
 def test_network_cd_is_unsupported(rig: Rig) -> None:
-    assert call(rig, vm0(rig), good(rig, diskType="network", protocol="nbd"))["code"] == 75
+    assert call(rig, vm0(), good(diskType="network", protocol="nbd"))["code"] == 75
 
 
 def test_wrong_device_is_invalid_parameter(rig: Rig) -> None:
-    assert call(rig, vm0(rig), good(rig, device="disk"))["code"] == 100
+    assert call(rig, vm0(), good(device="disk"))["code"] == 100
 
 
 # --- Property-based fuzzing of cdromspec ----------------------------------------------------
@@ -193,8 +205,8 @@ def test_fuzzed_cdromspec_answers_a_vdsm_code_and_changes_nothing_on_error(
     if drive_spec is not None:
         cdromspec["drive_spec"] = drive_spec
     FIGURES["hostile input: fuzzed cdromspecs"] += 1
-    call(rig, vm0(rig), cdromspec)
-    assert violations(rig.host, rig.baseline, settled=True) == []
+    call(rig, vm0(), cdromspec)
+    assert rig.violations() == []
 
 
 @settings(max_examples=300, deadline=None,
@@ -209,14 +221,11 @@ def test_one_fuzzed_field_of_a_good_request_is_refused_before_any_port_call(
     if field == "index" and value in (2, "2"):
         return
     FIGURES["hostile input: fuzzed fields"] += 1
-    rig.host.script.calls.clear()
-    if field == "vm":
-        answer = call(rig, value, good(rig))
-    else:
-        answer = call(rig, vm0(rig), good(rig, **{field: value}))
+    vm, cdromspec = (value, good()) if field == "vm" else (vm0(), good(**{field: value}))
+    answer = call(rig, vm, cdromspec)
     assert answer["code"] in (100, 41)  # 41: a well-formed index of a drive the VM lacks
     if answer["code"] == 100:
-        assert rig.host.script.calls == []
+        assert rig.calls() == []
 
 
 # --- Metadata from libvirt is untrusted ------------------------------------------------------
@@ -239,8 +248,8 @@ HOSTILE_METADATA = {
 }
 
 
-def conflicting_changes(rig: Rig) -> str:
-    a, b = rig.volumes[0].as_dict(), rig.volumes[1].as_dict()
+def conflicting_changes() -> str:
+    a, b = vol(0).as_dict(), vol(1).as_dict()
 
     def pdiv(v: dict[str, str]) -> str:
         return "".join(f"<ovirt-vm:{k}>{v[k]}</ovirt-vm:{k}>" for k in sorted(v))
@@ -251,69 +260,72 @@ def conflicting_changes(rig: Rig) -> str:
             f"</ovirt-vm:change></ovirt-vm:device></ovirt-vm:vm>")
 
 
-def two_loading_entries(rig: Rig) -> str:
+def two_loading_entries() -> str:
     def entry(v: dict[str, str]) -> str:
         return ('<ovirt-vm:device devtype="disk" name="sdc" state="loading">'
                 + "".join(f"<ovirt-vm:{k}>{v[k]}</ovirt-vm:{k}>" for k in sorted(v))
                 + "</ovirt-vm:device>")
 
-    return (f"<ovirt-vm:vm {NS}>{entry(rig.volumes[0].as_dict())}"
-            f"{entry(rig.volumes[1].as_dict())}</ovirt-vm:vm>")
+    return (f"<ovirt-vm:vm {NS}>{entry(vol(0).as_dict())}"
+            f"{entry(vol(1).as_dict())}</ovirt-vm:vm>")
 
 
 def interrupted_ejects(rig: Rig) -> None:
     """An interrupted eject on drives 0 and 3 (other VMs): marker, volume still active."""
     for n in (0, 3):
-        d = rig.drives[n]
-        rig.host.drive(d.vm, d.name).source = None
-        slot = rig.slot(d)
-        assert isinstance(slot, CdromSlot)
-        rig.host.vm(d.vm).write_entries(d.name, slot.begin_eject().entries(), rig.encoding)
+        d = DRIVES[n]
+        state = rig.state(d.vm, d.name)
+        assert isinstance(state, Loaded)
+        rig.host.put(d.vm, d.name, None)
+        rig.write(d.vm, d.name, Ejecting(state.volume))
 
 
 def assert_others_recovered(rig: Rig, report: RecoveryReport, victim: VmId) -> None:
     others = [d for d in report.drives if d.vm != victim]
     assert others and all(d.clean and d.error is None for d in others), others
     for n in (0, 3):
-        assert rig.slot(rig.drives[n]) == CdromSlot()
+        assert rig.state(DRIVES[n].vm, DRIVES[n].name) == EMPTY
 
 
 @pytest.mark.parametrize("kind", HOSTILE_METADATA)
 def test_hostile_metadata_is_a_typed_error_and_other_vms_still_recover(kind: str) -> None:
     # VM 1 (two drives) gets the hostile document; VMs 0 and 2 have leftovers to recover.
-    rig = build_rig(loaded={0: 0, 3: 1})
-    victim = rig.drives[1]
+    rig, _ = build_rig(loaded={0: 0, 3: 1})
+    victim = DRIVES[1]
     rig.host.set_raw_metadata(victim.vm, HOSTILE_METADATA[kind])
     interrupted_ejects(rig)
+    rig.settle()
     FIGURES["hostile input: hostile metadata documents"] += 1
-    answer = rig.api.changeCD(str(victim.vm), spec(victim, ("volume", 2), rig))
-    assert answer.get("code") == 100, answer
+    answer = rig.change(victim.vm, spec(victim, ("volume", 2)))
+    assert answer is not None and answer.get("code") == 100, answer
     assert "metadata" in answer["message"].lower()
-    assert rig.tray(victim) is None
-    assert not rig.host.volumes[rig.volumes[2]]
-    report = rig.service.recover_all()
+    assert tray(rig, victim) == EMPTY_TRAY
+    assert vol(2) not in rig.active()
+    report = rig.step(rig.service.recover_all)  # the agent that answered
+    assert report is not None
     victim_entries = [d for d in report.drives if d.vm == victim.vm]
     assert victim.vm in report.vm_errors or any(d.error for d in victim_entries)
     assert_others_recovered(rig, report, victim.vm)
-    assert rig.host.active_volumes() == []
+    assert rig.active() == set()
 
 
 @pytest.mark.parametrize("make", [conflicting_changes, two_loading_entries],
                          ids=["conflicting-changes", "two-loading-entries"])
-def test_entries_no_flow_writes_are_settled_from_the_tray(make: Callable[[Rig], str]) -> None:
+def test_entries_no_flow_writes_are_settled_from_the_tray(make: Callable[[], str]) -> None:
     """A drive's entries that make no sense (well-formed XML, but no state the design or
     vdsm 4.50 knows) do not block the drive: the tray is the truth, the volumes they name
     that no tray holds are torn down, and the change asked for goes ahead."""
-    rig = build_rig(loaded={0: 0, 3: 1})
-    victim = rig.drives[1]
-    rig.host.set_raw_metadata(victim.vm, make(rig))
+    rig, _ = build_rig(loaded={0: 0, 3: 1})
+    victim = DRIVES[1]
+    rig.host.set_raw_metadata(victim.vm, make())
     interrupted_ejects(rig)
+    rig.settle()
     FIGURES["hostile input: unreadable drive entries"] += 1
-    assert rig.api.changeCD(str(victim.vm), spec(victim, ("volume", 2), rig)) == SUCCESS
-    assert rig.volumes[2].is_at(rig.tray(victim))
-    assert rig.slot(victim) == CdromSlot(current=rig.volumes[2])
-    report = rig.service.recover_all()
-    assert report.clean, report
+    assert rig.change(victim.vm, spec(victim, ("volume", 2))) == SUCCESS
+    assert vol(2).in_tray(tray(rig, victim))
+    assert rig.state(victim.vm, victim.name) == Loaded(vol(2))
+    report = rig.step(rig.service.recover_all)  # the agent that answered
+    assert report is not None and report.clean, report
     assert_others_recovered(rig, report, victim.vm)
-    assert rig.host.active_volumes() == [rig.volumes[2]]
-    assert violations(rig.host) == []
+    assert rig.active() == {vol(2)}
+    assert rig.violations() == []
