@@ -19,15 +19,13 @@ from typing import Any
 import pytest
 from ovirt_cdrom.simulator import report, runner
 from ovirt_cdrom.simulator.scenario import parse_document
+from rig import DOMAIN, legacy_path, vm_id, volume
 
-POOL = "13345997-b94f-42dd-b8ef-a1392f65cebf"
-SD = "88252cf6-381e-48f0-8795-a294a32c7149"
-VM = "6f4b1f2e-0c1d-4a8e-9b7a-3c2d1e0f9a8b"
-A = {"poolID": POOL, "domainID": SD, "imageID": "89f05c7d-b961-4935-993f-514499024515",
-     "volumeID": "626a493f-5214-4337-b580-96a1ce702c2a"}
-B = {"poolID": POOL, "domainID": SD, "imageID": "0b7c2f0e-3f7a-4b1e-8d8e-4a0a9c6f1d2e",
-     "volumeID": "5d2e9a41-7c3b-4f6a-9e1d-2b8c7a6f5e4d"}
-ISO = "/rhev/data-center/mnt/isos.example.com:_isos/iso-domain/images/1111/fedora.iso"
+SD = DOMAIN
+VM = str(vm_id("vdsm-states"))
+A = volume("vdsm-states-A").as_dict()
+B = volume("vdsm-states-B").as_dict()
+ISO = legacy_path("fedora")
 ENCODINGS = ["design", "vdsm-4.50"]
 
 
