@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from dependency_injector import providers
 from ovirt_cdrom.adapters.faults import At, Effect, FaultPlan, SimulatedCrash
@@ -30,6 +30,7 @@ from ovirt_cdrom.adapters.memory.invariants import fingerprints, observe
 from ovirt_cdrom.adapters.metadata_xml import Encoding
 from ovirt_cdrom.adapters.vdsm.fake import FakeVdsmStorage, MemoryProbe
 from ovirt_cdrom.adapters.vdsm.storage import VdsmVolumeActivator
+from ovirt_cdrom.adapters.vdsm_api import VdsmApi
 from ovirt_cdrom.container import Application, build
 from ovirt_cdrom.domain import promises
 from ovirt_cdrom.domain.model import (
@@ -45,6 +46,7 @@ from ovirt_cdrom.domain.state import DriveState, settled
 from ovirt_cdrom.ports import Ports
 from ovirt_cdrom.service import CdromService, Outcome, RecoveryReport
 
+T = TypeVar("T")
 Profile = Literal["memory", "vdsm"]
 SUCCESS: dict[str, Any] = {"vmList": {}}
 SDC = DriveName("sdc")
@@ -222,18 +224,30 @@ class Rig:
         service: CdromService = self.app.core.service()
         return service
 
-    def change(self, vm: VmId | str, cdromspec: object) -> dict[str, Any] | None:
-        """``VM.changeCD`` as the engine calls it, as one step (faults armed before it apply
-        to it, then are disarmed); None if the process crashed."""
+    @property
+    def api(self) -> VdsmApi:
+        """The vdsm verbs over :attr:`service` (to call from threads: not one step)."""
+        api: VdsmApi = self.app.core.api()
+        return api
+
+    def step(self, run: Callable[[], T], restart_as: Encoding | None = None) -> T | None:
+        """``run()`` as one step: faults armed before it apply to it (its calls counted from
+        1, its trace alone in ``plan.trace``), then are disarmed. None if the process
+        crashed: the agent is restarted, writing ``restart_as`` if given."""
         self.plan.begin_step()
         try:
-            answer: dict[str, Any] = self.app.core.api().changeCD(str(vm), cdromspec)
+            return run()
         except SimulatedCrash:
-            self.restart()
+            self.restart(restart_as)
             return None
         finally:
             self.plan.disarm()
-        return answer
+
+    def change(self, vm: VmId | str, cdromspec: object, restart_as: Encoding | None = None
+               ) -> dict[str, Any] | None:
+        """``VM.changeCD`` as the engine calls it, as one step (:meth:`step`); None if the
+        process crashed."""
+        return self.step(lambda: self.api.changeCD(str(vm), cdromspec), restart_as)
 
     def change_cd(self, vm: VmId, target: CdTarget, drive: DriveName = SDC) -> Outcome:
         """The service's ``change_cd`` as one step (typed errors raise)."""
@@ -246,19 +260,23 @@ class Rig:
     def recover(self) -> RecoveryReport | None:
         """A fresh service (as at host start) recovers every VM; None if it crashed."""
         self.restart()
-        self.plan.begin_step()
-        try:
-            return self.service.recover_all()
-        except SimulatedCrash:
-            self.restart()
-            return None
-        finally:
-            self.plan.disarm()
+        return self.step(self.service.recover_all)
 
-    def restart(self) -> None:
-        """The process died or the host restarted: a fresh service over the same host."""
-        self.app.core.api.reset()
-        self.app.core.service.reset()
+    def restart(self, encoding: Encoding | None = None) -> None:
+        """The process died or the host restarted: a fresh service over the same host.
+
+        ``encoding``: the restarted agent writes this metadata encoding (an upgrade from
+        vdsm 4.50's, or back); both are always read."""
+        if encoding is not None and encoding is not self.encoding:
+            self.encoding = encoding
+            ports: Ports = self.app.memory.ports()
+            old = ports.metadata
+            interleave = old.interleave if isinstance(old, MemoryMetadataRepository) else None
+            self.app.memory.ports.override(providers.Object(ports._replace(
+                metadata=MemoryMetadataRepository(self.host, encoding, interleave))))
+            _reset(self.app.ports.providers["on"])  # the fault decorators around the ports
+        _reset(self.app.core.api)
+        _reset(self.app.core.service)
         self.restarts += 1
 
     # --- looking ---------------------------------------------------------------------
@@ -284,3 +302,9 @@ class Rig:
     def violations(self, settled: bool = True) -> list[str]:
         """What breaks the promises now (the product's own checker)."""
         return promises.violations(self.observe(), settled)
+
+
+def _reset(provider: object) -> None:
+    """Drop what a singleton provider made: it makes a fresh one when next asked."""
+    assert isinstance(provider, providers.Singleton), provider
+    provider.reset()
