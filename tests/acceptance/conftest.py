@@ -45,7 +45,7 @@ def _(driver: AcceptanceDriver, names: str) -> None:
 @given(parsers.parse('the host writes metadata in the "{encoding}" encoding'))
 def _(driver: AcceptanceDriver, encoding: str) -> None:
     """The service restarts configured with ``metadata_encoding: <encoding>``."""
-    driver.rig.use_encoding(Encoding.parse(encoding))
+    driver.rig.restart(Encoding.parse(encoding))
 
 
 @given(parsers.parse('a running VM "{vm}" with an empty CD-ROM sdc'))

@@ -276,7 +276,7 @@ class AcceptanceDriver:
         threads: list[threading.Thread] = []
 
         def second() -> None:
-            answer = self.rig.app.core.api().changeCD(str(self.vm(vm)), self.volume_spec(iso))
+            answer = self.rig.api.changeCD(str(self.vm(vm)), self.volume_spec(iso))
             results["second"] = Outcome(answer, ())
 
         def on_prepare(_name: str) -> None:
@@ -309,8 +309,7 @@ class AcceptanceDriver:
         def hook(_name: str) -> None:
             if not others:
                 others.append(Outcome(None, ()))  # the eject passes here too: once only
-                answer = self.rig.app.core.api().changeCD(str(self.vm(other_vm)),
-                                                          self.volume_spec(None))
+                answer = self.rig.api.changeCD(str(self.vm(other_vm)), self.volume_spec(None))
                 others[0] = Outcome(answer, ())
 
         self.rig.before(at_call, hook)
