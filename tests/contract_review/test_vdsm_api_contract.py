@@ -126,7 +126,7 @@ def test_prepare_and_media_change_failures_are_1630_and_41(rig: Rig) -> None:
 
 
 def test_capability_is_advertised(rig: Rig) -> None:
-    assert rig.app.core.api().capabilities() == {"cd_change_pdiv": True}
+    assert rig.api.capabilities() == {"cd_change_pdiv": True}
 
 
 def test_a_huge_index_is_a_typed_refusal(rig: Rig) -> None:
