@@ -14,6 +14,7 @@ Ids are UUIDs made from names (:func:`uid`), so no test copies a UUID literal.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -144,6 +145,7 @@ class Rig:
     storage: FakeVdsmStorage | None = field(init=False, default=None)
     baseline: dict[VmId, str] = field(init=False, default_factory=dict)
     restarts: int = field(init=False, default=0)
+    _crash_after: At | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.app = build({"adapters": "memory", "fault_injection": "on",
@@ -156,6 +158,7 @@ class Rig:
                 VdsmVolumeActivator(self.storage, MemoryProbe(self.host)),
                 MemoryMetadataRepository(self.host, self.encoding))))
         self.plan = self.app.fault_plan()
+        self.plan.after("*", self._crash_if_due)
 
     # --- setting up ------------------------------------------------------------------
 
@@ -193,23 +196,55 @@ class Rig:
         with self.host.lock:
             self.host.vm(vm).metadata.write(drive, state, self.encoding)
 
-    def settle(self) -> None:
-        """The set-up is done: remember the metadata that is not ours, to check it later."""
-        self.baseline = fingerprints(self.host)
+    def only_files(self, paths: Iterable[str]) -> None:
+        """Only these legacy ISO files exist on the host (by default every path does)."""
+        with self.host.lock:
+            self.host.files = set(paths)
+
+    def migrating(self, vm: VmId, migrating: bool = True) -> None:
+        """The VM starts (or stops) migrating to another host."""
+        with self.host.lock:
+            self.host.vm(vm).migrating = migrating
+
+    def settle(self, *vms: VmId) -> None:
+        """The set-up is done: remember the metadata that is not ours, to check it later
+        (of ``vms`` only, if given: the others keep what was remembered of them)."""
+        now = fingerprints(self.host)
+        self.baseline.update({vm: now[vm] for vm in vms} if vms else now)
 
     # --- faults ----------------------------------------------------------------------
+
+    # Each call adds to what is armed for the next step (arming twice keeps both).
 
     def fail(self, call: str, occurrence: int = 1, effect: Effect = "before") -> None:
         """The next step's ``occurrence``-th call of ``call`` fails (``after``: it took
         effect first, as a timeout does)."""
-        self.plan.arm(At(call, occurrence), effect)
+        self.fail_many({At(call, occurrence): effect})
 
     def fail_many(self, failures: Mapping[At, Effect]) -> None:
-        self.plan.arm(failures=failures)
+        self.plan.arm(failures={**self.plan.failures, **failures}, crash=self.plan.crash_at)
 
-    def crash(self, call: str, occurrence: int = 1) -> None:
-        """The process dies just before the next step's ``occurrence``-th ``call``."""
-        self.plan.arm(crash=At(call, occurrence))
+    def crash(self, call: str, occurrence: int = 1, effect: Effect = "before") -> None:
+        """The process dies at the next step's ``occurrence``-th ``call``: just before it,
+        or (``after``) once it took effect, before its caller sees the answer."""
+        at = At(call, occurrence)
+        if effect == "after":
+            self._crash_after = at
+        else:
+            self.plan.arm(failures=self.plan.failures, crash=at)
+
+    def _crash_if_due(self, name: str) -> None:
+        # An after-hook: the call has done its work and is not yet in the trace.
+        at = self._crash_after
+        if at is None or name != at.call:
+            return
+        if sum(1 for c in self.plan.trace if c.call == name) + 1 == at.occurrence:
+            self._crash_after = None
+            raise SimulatedCrash(f"crash after {at}")
+
+    def _end_step(self) -> None:
+        self.plan.disarm()
+        self._crash_after = None
 
     def before(self, call: str, hook: Callable[[str], None]) -> None:
         self.plan.before(call, hook)
@@ -241,13 +276,14 @@ class Rig:
             self.restart(restart_as)
             return None
         finally:
-            self.plan.disarm()
+            self._end_step()
 
-    def change(self, vm: VmId | str, cdromspec: object, restart_as: Encoding | None = None
+    def change(self, vm: VmId | object, cdromspec: object, restart_as: Encoding | None = None
                ) -> dict[str, Any] | None:
         """``VM.changeCD`` as the engine calls it, as one step (:meth:`step`); None if the
-        process crashed."""
-        return self.step(lambda: self.api.changeCD(str(vm), cdromspec), restart_as)
+        process crashed. A ``vm`` that is not a :class:`VmId` is sent as it is (bad input)."""
+        vm_id = str(vm) if isinstance(vm, VmId) else vm
+        return self.step(lambda: self.api.changeCD(vm_id, cdromspec), restart_as)
 
     def change_cd(self, vm: VmId, target: CdTarget, drive: DriveName = SDC) -> Outcome:
         """The service's ``change_cd`` as one step (typed errors raise)."""
@@ -255,7 +291,7 @@ class Rig:
         try:
             return self.service.change_cd(vm, drive, target)
         finally:
-            self.plan.disarm()
+            self._end_step()
 
     def recover(self) -> RecoveryReport | None:
         """A fresh service (as at host start) recovers every VM; None if it crashed."""
@@ -291,6 +327,20 @@ class Rig:
 
     def active(self) -> set[VolumeRef]:
         return set(self.host.active_volumes())
+
+    def snapshot(self) -> str:
+        """Everything on the host a call could change (trays, migrations, each VM's
+        metadata as stored, byte for byte, which volumes are active), to compare."""
+        with self.host.lock:
+            return json.dumps({
+                "vms": {str(vm.id): {
+                    "migrating": vm.migrating,
+                    "drives": {d.value: [m.source, m.disk_type.value]
+                               for d, m in sorted(vm.drives.items())},
+                    "metadata": vm.metadata.xml(),
+                } for vm in self.host.vms.values()},
+                "active": sorted(map(str, self.host.active_volumes())),
+            }, sort_keys=True)
 
     def calls(self) -> list[str]:
         """The port calls of the current step, by name."""

@@ -1,128 +1,65 @@
-"""The acceptance driver: a host as the engine and an operator see it.
+"""The acceptance driver: the scenarios' words as calls on the tests' one rig (``tests/rig.py``).
 
-The steps in ``conftest.py`` only delegate here. The driver builds the real application
-with ``ovirt_cdrom.container.build()`` over the in-memory host, calls the vdsm-facing
-``VM.changeCD`` exactly as the engine sends it, scripts failures through the host's own
-``script`` API, and simulates a crash with :class:`Crash` (a ``BaseException``: no
-``except Exception`` and no flow compensation catches it, as when the process dies).
-A restart is a *fresh* application over the same host, whose ``recover_all()`` runs as at
-vdsm start.
+The steps in ``conftest.py`` delegate here (or to the rig itself where a step needs no
+translation), and this only translates: names in the scenarios ("vm1", "fedora",
+"rhel8") become the rig's ids; a drive's metadata is set and read as a
+:class:`DriveState` through the codec (the design's entries, ``ejecting:fedora,
+loading:debian``, are the codec's :func:`~ovirt_cdrom.adapters.metadata_xml.entries`);
+faults are armed on the rig by the call they mean; the promises are the product's checker.
 
-Names in the scenarios ("vm1", "fedora", "sdc") map to UUIDs and volumes here.
+A fault or crash a scenario arms in its ``Given`` steps applies to the next ``When`` step
+(an engine call, or a restart and recovery) and to it only, and must land there: a failure
+that step never reached fails it (a scenario must not pass for another reason than the one
+it names). ``Given`` steps that go through the engine themselves ("vm1 holds fedora") run
+with nothing armed.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import logging
-import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
-from ovirt_cdrom.adapters.memory import MemoryHost
-from ovirt_cdrom.container import Application, build
-from ovirt_cdrom.domain import errors
-from ovirt_cdrom.domain.errors import CdromError
-from ovirt_cdrom.domain.model import (
-    CdEntry,
-    DiskType,
-    DriveName,
-    EntryState,
-    Unreadable,
-    VmId,
-    VolumeRef,
-    block_volume_path,
-)
-from ovirt_cdrom.service import CdromService, RecoveryReport
+from ovirt_cdrom.adapters.faults import At, Effect
+from ovirt_cdrom.adapters.vdsm_layout import DATA_CENTER, block_path
+from ovirt_cdrom.domain.errors import VolumeInUse
+from ovirt_cdrom.domain.model import DiskType, EmptyTray, FileTray, VmId, VolumeRef
+from ovirt_cdrom.domain.state import EMPTY, DriveState, Unreadable
+from ovirt_cdrom.service import RecoveryReport
+from rig import SDC, SUCCESS, Rig, block_media, legacy_path, spec, unrelated_metadata, vm_id, volume
 
+# "every <call> call fails": this many occurrences within the step (a step makes a handful).
+EVERY = 100
 
-class Crash(BaseException):
-    """The process died at this point (deliberately not an ``Exception``)."""
-
-
-POOL = "13345997-b94f-42dd-b8ef-a1392f65cebf"
-DOMAIN = "88252cf6-381e-48f0-8795-a294a32c7149"
-ISOS: dict[str, VolumeRef] = {
-    "fedora": VolumeRef(POOL, DOMAIN, "89f05c7d-b961-4935-993f-514499024515",
-                        "626a493f-5214-4337-b580-96a1ce702c2a"),
-    "debian": VolumeRef(POOL, DOMAIN, "0b7c2f0e-3f7a-4b1e-8d8e-4a0a9c6f1d2e",
-                        "5d2e9a41-7c3b-4f6a-9e1d-2b8c7a6f5e4d"),
-    "ubuntu": VolumeRef(POOL, DOMAIN, "3e1f6b2a-9c4d-4e8f-a7b6-5d4c3b2a1f0e",
-                        "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"),
-    # In the storage domain's catalogue, but not on this host's storage.
-    "missing": VolumeRef(POOL, DOMAIN, "c0ffee00-1111-4222-8333-444455556666",
-                         "dead0000-beef-4000-8000-000000000001"),
+# What the fault plan raises at a port's call (adapters/faults.py), by the scenarios' words:
+# the hypervisor's error before the call, its timeout after it took effect; a storage error
+# for the volumes (a teardown that times out is one); a metadata error for the metadata.
+_KINDS: dict[tuple[str, Effect], frozenset[str]] = {
+    ("hypervisor", "before"): frozenset({"hypervisor error"}),
+    ("hypervisor", "after"): frozenset({"timeout"}),
+    ("volumes", "before"): frozenset({"storage error", "timeout"}),
+    ("volumes", "after"): frozenset({"storage error", "timeout"}),
+    ("metadata", "before"): frozenset({"metadata error"}),
+    ("metadata", "after"): frozenset({"metadata error"}),
 }
-VMS: dict[str, VmId] = {
-    "vm1": VmId("6f4b1f2e-0c1d-4a8e-9b7a-3c2d1e0f9a8b"),
-    "vm2": VmId("2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d"),
-}
-UNKNOWN_VM = "11111111-2222-4333-8444-555555555555"
-IFACE, INDEX = "sata", 2
-DRIVE = DriveName.from_iface_index(IFACE, INDEX)  # sdc
-LEGACY_DIR = ("/rhev/data-center/mnt/isodomain.example.com:_iso/iso"
-              "/11111111-1111-1111-1111-111111111111/images/11111111-1111-1111-1111-111111111111")
-
-# What oVirt keeps in a running VM's metadata besides our CD-ROM entry (vdsm's shapes).
-UNRELATED_METADATA = f"""\
-<ovirt-vm:vm xmlns:ovirt-vm="http://ovirt.org/vm/1.0">
-    <ovirt-vm:balloonTarget type="int">4194304</ovirt-vm:balloonTarget>
-    <ovirt-vm:clusterVersion>4.7</ovirt-vm:clusterVersion>
-    <ovirt-vm:custom>
-        <ovirt-vm:viodiskcache>writeback</ovirt-vm:viodiskcache>
-    </ovirt-vm:custom>
-    <ovirt-vm:destroy_on_reboot type="bool">False</ovirt-vm:destroy_on_reboot>
-    <ovirt-vm:memGuaranteedSize type="int">4096</ovirt-vm:memGuaranteedSize>
-    <ovirt-vm:resumeBehavior>auto_resume</ovirt-vm:resumeBehavior>
-    <ovirt-vm:startTime type="float">1658237454.31</ovirt-vm:startTime>
-    <ovirt-vm:device mac_address="56:6f:1a:2b:00:01">
-        <ovirt-vm:network>ovirtmgmt</ovirt-vm:network>
-    </ovirt-vm:device>
-    <ovirt-vm:device devtype="disk" name="sda">
-        <ovirt-vm:domainID>{DOMAIN}</ovirt-vm:domainID>
-        <ovirt-vm:guestName>/dev/sda</ovirt-vm:guestName>
-        <ovirt-vm:imageID>e4d5c6b7-a8f9-4e0d-8c1b-2a3f4e5d6c7b</ovirt-vm:imageID>
-        <ovirt-vm:poolID>{POOL}</ovirt-vm:poolID>
-        <ovirt-vm:volumeID>f1e2d3c4-b5a6-4978-8f6e-5d4c3b2a1908</ovirt-vm:volumeID>
-        <ovirt-vm:volumeChain>
-            <ovirt-vm:volumeChainNode>
-                <ovirt-vm:domainID>{DOMAIN}</ovirt-vm:domainID>
-                <ovirt-vm:imageID>e4d5c6b7-a8f9-4e0d-8c1b-2a3f4e5d6c7b</ovirt-vm:imageID>
-                <ovirt-vm:leaseOffset type="int">105906176</ovirt-vm:leaseOffset>
-                <ovirt-vm:leasePath>/dev/{DOMAIN}/leases</ovirt-vm:leasePath>
-                <ovirt-vm:path>/rhev/data-center/mnt/blockSD/{DOMAIN}/images/e4d5c6b7-a8f9-4e0d-8c1b-2a3f4e5d6c7b/f1e2d3c4-b5a6-4978-8f6e-5d4c3b2a1908</ovirt-vm:path>
-                <ovirt-vm:volumeID>f1e2d3c4-b5a6-4978-8f6e-5d4c3b2a1908</ovirt-vm:volumeID>
-            </ovirt-vm:volumeChainNode>
-        </ovirt-vm:volumeChain>
-    </ovirt-vm:device>
-    <ovirt-vm:device devtype="disk" name="sdc"/>
-</ovirt-vm:vm>
-"""
-EMPTY_CD_ELEMENT = '<ovirt-vm:device devtype="disk" name="sdc"/>'
-
-_ERRORS: dict[str, type[CdromError]] = {
-    "timeout": errors.HypervisorTimeout,
-    "hypervisor error": errors.HypervisorError,
-    "storage error": errors.StorageError,
-    "metadata error": errors.MetadataError,
-    "in use": errors.VolumeInUse,
-}
-_MISSING = object()
+_NS_DEVICE = f"{{{metadata_xml.NS}}}device"
+_NS_CHANGE = f"{{{metadata_xml.NS}}}change"
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one engine call returned, and the adapter calls it made."""
+    """What one engine call answered (None: the process crashed), and its port calls."""
 
     answer: dict[str, Any] | None
     calls: tuple[str, ...]
-    crashed: bool = False
+
+    @property
+    def crashed(self) -> bool:
+        return self.answer is None
 
     def count(self, call: str) -> int:
         return self.calls.count(call)
@@ -130,8 +67,8 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Concurrent:
-    """Two calls on one drive; ``overlapped``: the second got past the drive lock (it
-    asked whether the VM migrates) while the first was still running."""
+    """Two calls; ``overlapped``: the second got past the drive lock (it asked whether the
+    VM migrates) while the first was still running. ``calls``: both calls' port calls."""
 
     first: Outcome
     second: Outcome | None
@@ -141,204 +78,206 @@ class Concurrent:
 
 @dataclass(slots=True)
 class Observed:
-    """The metadata as a hook saw it at the start of each matching adapter call."""
+    """The VM's CD-ROM metadata as stored, at the start of each matching port call."""
 
     call: str
     seen: list[str] = field(default_factory=list)
     elements: list[int] = field(default_factory=list)  # <device name="sdc"> elements
 
 
-class CdromDriver:
-    """One host (in memory) and the application running on it."""
+class AcceptanceDriver:
+    """One host in memory (a :class:`Rig`, either profile) as the engine and an operator
+    see it."""
 
-    def __init__(self, encoding: str = "design") -> None:
-        self.encoding = encoding
-        self.app: Application = build({"adapters": "memory", "metadata_encoding": encoding},
-                                      environ={})
-        self.host: MemoryHost = self.app.memory.host()
-        self._log = _CaseLog()
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.report: RecoveryReport | None = None
+        self._names: dict[VolumeRef, str] = {}
+        self._arming: list[Callable[[], None]] = []
+        self._failing: set[str] = set()   # the calls armed to fail in the coming step
+        self._in_use: list[str] = []      # the "in use" refusals given (memory profile)
 
-    # --- Given: the host -----------------------------------------------------------
+    # --- names --------------------------------------------------------------------------
+
+    def iso(self, name: str) -> VolumeRef:
+        """The ISO volume a scenario calls ``name`` (on the host or not)."""
+        ref = volume(name)
+        self._names[ref] = name
+        return ref
+
+    @staticmethod
+    def vm(name: str) -> VmId:
+        return vm_id(name)
+
+    # --- Given: the host ----------------------------------------------------------------
 
     def add_isos(self, names: list[str]) -> None:
         for name in names:
-            self.host.add_volume(ISOS[name])
+            self.rig.add_volume(self.iso(name))
 
-    def add_vm(self, vm: str, metadata: str = UNRELATED_METADATA) -> None:
-        vm_id = VMS[vm]
-        self.host.add_vm(vm_id, metadata=metadata)
-        self.host.add_drive(vm_id, IFACE, INDEX)
+    def add_vm(self, name: str) -> None:
+        """A running VM with an empty sata CD-ROM, its metadata as vdsm wrote it at VM
+        start: oVirt's values and the empty ``<device name="sdc"/>``."""
+        vm = self.rig.add_vm(self.vm(name))
+        self.rig.write(vm, SDC, EMPTY)
+        self.rig.settle(vm)
 
-    def hold(self, vm: str, iso: str) -> None:
-        """The VM holds ``iso``: put there by the engine's own call."""
-        answer = self.api_call(VMS[vm].value, self.spec(iso))
-        assert answer == {"vmList": {}}, answer
+    def hold(self, vm: str, cdromspec: dict[str, Any]) -> None:
+        """The engine loaded that CD into the VM earlier (nothing armed may hit it)."""
+        assert not self._arming, "a fault armed before a set-up step would hit that step"
+        answer = self.rig.change(self.vm(vm), cdromspec)
+        assert answer == SUCCESS, answer
 
     def set_entries(self, vm: str, entries: str) -> None:
-        """Write the drive's metadata entries as an interrupted operation left them."""
-        self.app.memory.metadata().write(VMS[vm], DRIVE, parse_entries(entries))
+        """Write the drive's metadata as an interrupted operation left it."""
+        self.rig.write(self.vm(vm), SDC, self.parse_entries(entries))
+
+    def set_vdsm450_element(self, vm: str, xml: str) -> None:
+        """Make the VM's metadata oVirt's values and ``xml`` as its CD-ROM element, exactly
+        as given (an element whose text is ``{fedora}`` holds that ISO's PDIV elements
+        there instead, as vdsm writes them)."""
+        wrapper = metadata_xml.parse_untrusted(
+            f'<wrap xmlns:{metadata_xml.PREFIX}="{metadata_xml.NS}">{xml.strip()}</wrap>')
+        (element,) = wrapper
+        for node in list(element.iter()):
+            text = (node.text or "").strip()
+            if text.startswith("{") and text.endswith("}"):
+                node.text = None
+                for n, (key, value) in enumerate(sorted(self.iso(text[1:-1]).as_dict().items())):
+                    pdiv = etree.Element(f"{{{metadata_xml.NS}}}{key}")
+                    pdiv.text = value
+                    node.insert(n, pdiv)
+        block = metadata_xml.parse_block(unrelated_metadata(self.vm(vm)))
+        block.append(element)
+        self.rig.host.set_raw_metadata(self.vm(vm), metadata_xml.serialize(block))
 
     def set_tray(self, vm: str, tray: str) -> None:
         """Put ``tray`` (an ISO name or ``empty``) in the VM's drive, behind our back."""
-        with self.host.lock:
-            drive = self.host.drive(VMS[vm], DRIVE)
-            if tray == "empty":
-                drive.source, drive.disk_type = None, DiskType.FILE
-            else:
-                drive.source, drive.disk_type = block_volume_path(ISOS[tray]), DiskType.BLOCK
+        media = None if tray == "empty" else block_media(self.iso(tray))
+        self.rig.host.put(self.vm(vm), SDC, media)
 
-    def set_active(self, active: str) -> None:
-        """Exactly these volumes are active on the host."""
-        with self.host.lock:
-            for volume in self.host.volumes:
-                self.host.volumes[volume] = False
-            for name in _names(active):
-                self.host.volumes[ISOS[name]] = True
+    def set_active(self, names: list[str]) -> None:
+        """Exactly these of the host's volumes are active."""
+        wanted = {self.iso(n) for n in names}
+        for ref in list(self.rig.host.volumes):
+            self.rig.add_volume(ref, active=ref in wanted)
 
-    def cd_element_is_empty(self, vm: str) -> bool:
-        """Whether the CD-ROM entry is the design's empty ``<device name="sdc"/>``."""
-        with self.host.lock:
-            root = self.host.vm(VMS[vm]).metadata
-            els = [el for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
-                   if el.get("name") == DRIVE.value]
-            return (len(els) == 1 and len(els[0]) == 0
-                    and sorted(els[0].items()) == [("devtype", "disk"), ("name", DRIVE.value)])
+    def fail(self, call: str, kind: str, effect: Effect = "before", occurrence: int = 1,
+             every: bool = False) -> None:
+        """Arm the next step's ``occurrence``-th ``call`` (``every``: that one and every
+        later one) to fail with an error of ``kind``."""
+        if kind == "in use":
+            assert (call, effect, occurrence, every) == ("volumes.teardown", "before", 1, False)
+            self._arming.append(self._in_use_once)
+            self._failing.add("in use")
+            return
+        port = call.partition(".")[0]
+        if kind not in _KINDS.get((port, effect), ()):
+            raise ValueError(f"a fault at {call} ({effect}) raises "
+                             f"{' or '.join(sorted(_KINDS.get((port, effect), ())))}, "
+                             f"not {kind!r}")
+        last = occurrence + EVERY if every else occurrence + 1
+        failures: dict[At, Effect] = {At(call, n): effect for n in range(occurrence, last)}
+        self._arming.append(lambda: self.rig.fail_many(failures))
+        self._failing.add(call)
 
-    def cd_element_count(self, vm: str) -> int:
-        with self.host.lock:
-            root = self.host.vm(VMS[vm]).metadata
-            return sum(1 for el in root.iterchildren(f"{{{metadata_xml.NS}}}device")
-                       if el.get("name") == DRIVE.value)
+    def crash(self, call: str, effect: Effect, occurrence: int = 1) -> None:
+        """Arm the process to die at the next step's ``occurrence``-th ``call``."""
+        self._arming.append(lambda: self.rig.crash(call, occurrence, effect))
 
-    def markers(self, vm: str) -> list[str]:
-        """Every pending-change marker in the CD-ROM entries, in either encoding."""
-        with self.host.lock:
-            root = self.host.vm(VMS[vm]).metadata
-            found = []
-            for el in root.iterchildren(f"{{{metadata_xml.NS}}}device"):
-                if el.get("name") != DRIVE.value:
-                    continue
-                if el.get("state") is not None:
-                    found.append(f"state={el.get('state')}")
-                found += ["<change>" for _ in el.iter(f"{{{metadata_xml.NS}}}change")]
-            return found
+    def _in_use_once(self) -> None:
+        """The next teardown is refused because someone holds the volume open."""
+        if self.rig.storage is not None:
+            # vdsm 4.50 swallows LVM's "in use" refusal: it answers success, the LV stays
+            # active (the adapter then finds it still active: VolumeInUse).
+            self.rig.storage.refuse("teardownImage", 0, "OK")
+            return
+        given = len(self._in_use)
 
-    def set_raw_cd_element(self, vm: str, xml: str) -> None:
-        """Replace the VM's metadata document by one with ``xml`` as its CD-ROM element
-        (e.g. what vdsm 4.50 left).
+        def refuse(name: str) -> None:
+            if len(self._in_use) == given:
+                self._in_use.append(name)
+                raise VolumeInUse("Logical volume in use (held open)")
 
-        ``{fedora}``/``{debian}`` in ``xml`` stand for that ISO's PDIV elements.
-        """
-        for name, volume in ISOS.items():
-            xml = xml.replace(f"{{{name}}}", _pdiv_xml(volume))
-        document = UNRELATED_METADATA.replace(EMPTY_CD_ELEMENT, xml.strip())
-        assert document != UNRELATED_METADATA
-        with self.host.lock:
-            self.host.vm(VMS[vm]).metadata = metadata_xml.parse_block(document)
-
-    def set_migrating(self, vm: str) -> None:
-        with self.host.lock:
-            self.host.vm(VMS[vm]).migrating = True
-
-    def set_legacy_files(self, names: list[str]) -> None:
-        """Only these legacy ISO files exist (the in-memory host's file table)."""
-        with self.host.lock:
-            self.host.files = {self.legacy_path(n) for n in names}
-
-    def fail(self, call: str, kind: str, effect: str = "before", nth: int = 1,
-             times: int = 1) -> None:
-        """Script the ``nth`` next ``call`` to fail with an error of ``kind``."""
-        error = _ERRORS[kind](f"scripted {kind} in {call}")
-        self.host.script.fail(call, error, effect=_effect(effect), skip=nth - 1, times=times)
-
-    def crash(self, call: str, effect: str, nth: int = 1) -> None:
-        """Script the process to die at the ``nth`` next ``call``."""
-        self.host.script.fail(call, Crash(f"crash at {call} #{nth} ({effect})"),  # type: ignore[arg-type]
-                              effect=_effect(effect), skip=nth - 1)
+        self.rig.before("volumes.teardown", refuse)
 
     def observe(self, call: str, vm: str) -> Observed:
         """Record the VM's CD-ROM metadata at the start of each ``call``."""
         observed = Observed(call)
 
         def hook(_name: str) -> None:
-            observed.seen.append(self.metadata(vm))
-            observed.elements.append(self.cd_element_count(vm))
+            observed.seen.append(self.entries(vm))
+            observed.elements.append(len(self.cd_elements(vm)))
 
-        self.host.script.before(call, hook)
+        self.rig.before(call, hook)
         return observed
 
-    def state(self) -> str:
-        """Everything on the host a call could change, serialized for comparison."""
-        with self.host.lock:
-            return json.dumps({
-                "vms": {str(vm.id): {
-                    "migrating": vm.migrating,
-                    "drives": {d.value: [m.source, m.disk_type.value]
-                               for d, m in sorted(vm.drives.items())},
-                    "metadata": vm.metadata_xml,
-                } for vm in self.host.vms.values()},
-                "active": sorted(str(v) for v, a in self.host.volumes.items() if a),
-            }, sort_keys=True)
+    # --- When: the engine, and the host's life -------------------------------------------
 
-    # --- When: the engine, and the host's life ---------------------------------------
+    def _arm(self) -> set[str]:
+        """Arm what the ``Given`` steps asked for; answer the calls that must fail."""
+        for arm in self._arming:
+            arm()
+        self._arming.clear()
+        failing, self._failing = self._failing, set()
+        return failing
 
-    def spec(self, iso: str | None) -> dict[str, Any]:
-        """vdsm's cdromspec for ``iso`` by PDIV, as the engine sends it (None ejects)."""
-        drive_spec = None if iso is None else {"device": "cdrom", **ISOS[iso].as_dict()}
-        return {"iface": IFACE, "index": str(INDEX), "drive_spec": drive_spec}
+    def _landed(self, failing: set[str], in_use_before: int) -> None:
+        """Every call armed to fail failed in the step just run."""
+        trace = self.rig.plan.trace
+        for call in failing - {"in use"}:
+            assert any(c.call == call and c.outcome.startswith("injected failure")
+                       for c in trace), f"the failure armed at {call} was never reached"
+        if "in use" in failing:
+            assert len(self._in_use) > in_use_before or any(
+                c.call == "volumes.teardown" and "in use" in c.outcome.lower()
+                for c in trace), "the teardown armed to answer 'in use' never ran"
 
-    def legacy_spec(self, name: str | None) -> dict[str, Any]:
-        path = "" if name is None else self.legacy_path(name)
-        return {"iface": IFACE, "index": str(INDEX), "path": path}
+    def change_cd(self, vm: VmId | object, cdromspec: object) -> Outcome:
+        """``VM.changeCD`` as the engine sends it, with the faults armed."""
+        failing, in_use = self._arm(), len(self._in_use)
+        answer = self.rig.change(vm, cdromspec)
+        self._landed(failing, in_use)
+        return Outcome(answer, tuple(self.rig.calls()))
 
-    def volume_path_spec(self, iso: str, form: str) -> dict[str, Any]:
-        """The legacy ``path`` naming ``iso``: the ``pool`` form older engines sent
-        (``/rhev/data-center/<pool>/<sd>/images/<img>/<vol>``) or the ``block`` form
-        libvirt gets (``/rhev/data-center/mnt/blockSD/<sd>/images/<img>/<vol>``)."""
-        v = ISOS[iso]
-        mount = {"pool": v.pool_id, "block": "mnt/blockSD"}[form]
-        path = f"/rhev/data-center/{mount}/{v.domain_id}/images/{v.image_id}/{v.volume_id}"
-        return {"iface": IFACE, "index": str(INDEX), "path": path}
+    def volume_spec(self, iso: str | None) -> dict[str, Any]:
+        """vdsm's cdromspec for ``iso`` by PDIV (None ejects)."""
+        return spec(None if iso is None else self.iso(iso))
 
     @staticmethod
-    def legacy_path(name: str) -> str:
-        return f"{LEGACY_DIR}/{name}.iso"
+    def legacy_spec(name: str | None) -> dict[str, Any]:
+        """The legacy ``path`` cdromspec (None: ``path: ""``, which ejects)."""
+        return spec("" if name is None else legacy_path(name))
 
-    def api_call(self, vm_id: object, cdromspec: object) -> dict[str, Any]:
-        answer: dict[str, Any] = self.app.core.api().changeCD(vm_id, cdromspec)
-        return answer
-
-    def change_cd(self, vm: str, cdromspec: object, vm_id: object = _MISSING) -> Outcome:
-        """Send ``VM.changeCD``; a scripted crash ends the call without an answer."""
-        start = len(self.host.script.calls)
-        target_vm = VMS[vm].value if vm_id is _MISSING else vm_id
-        try:
-            answer: dict[str, Any] | None = self.api_call(target_vm, cdromspec)
-            crashed = False
-        except Crash:
-            answer, crashed = None, True
-        return Outcome(answer, tuple(self.host.script.calls[start:]), crashed)
+    def volume_path_spec(self, iso: str, form: str) -> dict[str, Any]:
+        """The legacy ``path`` naming ``iso``: the ``pool`` form older engines sent, or the
+        ``block`` form libvirt gets (no pool in it)."""
+        v = self.iso(iso)
+        path = {"pool": f"{DATA_CENTER}/{v.pool_id}/{v.domain_id}/images/{v.image_id}"
+                        f"/{v.volume_id}",
+                "block": block_path(v)}[form]
+        return spec(path)
 
     def change_cd_mutated(self, vm: str, iso: str | None, field_path: str,
                           value: str) -> Outcome:
-        """Send a request for ``iso`` (by PDIV; None: a legacy ISO by path) with one field
-        replaced by a JSON value, or removed (``(missing)``)."""
-        spec = self.spec(iso) if iso is not None else self.legacy_spec("rhel8")
-        request: dict[str, Any] = {"vmID": VMS[vm].value, "cdromspec": spec}
+        """A request for ``iso`` (by PDIV; None: the legacy ISO rhel8 by path) with one
+        field replaced by a JSON value, or removed (``(missing)``)."""
+        cdromspec = self.volume_spec(iso) if iso is not None else self.legacy_spec("rhel8")
+        request: dict[str, Any] = {"vmID": str(self.vm(vm)), "cdromspec": cdromspec}
         _mutate(request, field_path.split("."), value)
-        return self.change_cd(vm, request.get("cdromspec"), vm_id=request.get("vmID"))
+        return self.change_cd(request.get("vmID"), request.get("cdromspec"))
 
     def concurrent_change(self, vm: str, iso: str) -> Concurrent:
         """Two engine calls on one drive; the second starts while the first prepares."""
-        start = len(self.host.script.calls)
         second_entered = threading.Event()
         first_done = threading.Event()
-        results: dict[str, Outcome] = {}
         started = threading.Event()
+        results: dict[str, Outcome] = {}
         threads: list[threading.Thread] = []
 
         def second() -> None:
-            results["second"] = self.change_cd(vm, self.spec(iso))
+            answer = self.rig.api.changeCD(str(self.vm(vm)), self.volume_spec(iso))
+            results["second"] = Outcome(answer, ())
 
         def on_prepare(_name: str) -> None:
             if started.is_set():
@@ -353,183 +292,137 @@ class CdromDriver:
             if started.is_set() and not first_done.is_set():
                 second_entered.set()
 
-        self.host.script.before("volumes.prepare", on_prepare)
-        self.host.script.before("hypervisor.is_migrating", on_migrating)
-        results["first"] = self.change_cd(vm, self.spec(iso))
+        self.rig.before("volumes.prepare", on_prepare)
+        self.rig.before("hypervisor.is_migrating", on_migrating)
+        first = self.change_cd(self.vm(vm), self.volume_spec(iso))
         overlapped = second_entered.is_set()
         first_done.set()
         for thread in threads:
             thread.join(10)
-        return Concurrent(results["first"], results.get("second"), overlapped,
-                          tuple(self.host.script.calls[start:]))
+        return Concurrent(first, results.get("second"), overlapped, tuple(self.rig.calls()))
 
-    def change_during(self, vm: str, iso: str | None, at_call: str, other_vm: str,
-                      other_iso: str | None) -> Concurrent:
-        """Change ``vm`` to ``iso``; at its first ``at_call`` the engine's call for
-        ``other_vm`` runs to completion (another drive: it does not wait)."""
-        start = len(self.host.script.calls)
+    def change_during(self, vm: str, iso: str, at_call: str, other_vm: str) -> Concurrent:
+        """Insert ``iso`` into ``vm``; at its first ``at_call`` the engine ejects the CD of
+        ``other_vm``, to completion (another drive: it does not wait)."""
         others: list[Outcome] = []
 
         def hook(_name: str) -> None:
             if not others:
-                others.append(Outcome(None, ()))  # guard: the other call passes here too
-                others[0] = self.change_cd(other_vm, self.spec(other_iso))
+                others.append(Outcome(None, ()))  # the eject passes here too: once only
+                answer = self.rig.api.changeCD(str(self.vm(other_vm)), self.volume_spec(None))
+                others[0] = Outcome(answer, ())
 
-        self.host.script.before(at_call, hook)
-        first = self.change_cd(vm, self.spec(iso))
-        return Concurrent(first, others[0] if others else None, True,
-                          tuple(self.host.script.calls[start:]))
-
-    def restart(self, encoding: str | None = None) -> Application:
-        """The process restarts: a fresh application over the same host."""
-        self.encoding = encoding or self.encoding
-        fresh = build({"adapters": "memory", "metadata_encoding": self.encoding}, environ={})
-        fresh.memory.host.override(self.host)
-        self.app = fresh
-        return fresh
-
-    def heal(self) -> None:
-        """Every scripted fault is gone: the storage and hypervisor work again."""
-        self.host.script.clear()
-
-    def use_encoding(self, encoding: str) -> None:
-        self.restart(encoding)
+        self.rig.before(at_call, hook)
+        first = self.change_cd(self.vm(vm), self.volume_spec(iso))
+        return Concurrent(first, others[0] if others else None, True, tuple(self.rig.calls()))
 
     def restart_and_recover(self) -> RecoveryReport:
-        """A restart (after a crash): a fresh application runs recover_all().
+        """The process restarts: a fresh service runs ``recover_all()``, as at vdsm start."""
+        failing, in_use = self._arm(), len(self._in_use)
+        report = self.rig.recover()
+        assert report is not None, "the process crashed during recovery"
+        self._landed(failing, in_use)
+        self.report = report
+        return report
 
-        Scripted faults belong to the host, not to the process: those not yet used stay.
-        """
-        fresh = self.restart()
-        service: CdromService = fresh.core.service()
-        with self._log.capture():
-            return service.recover_all()
+    def heal(self) -> None:
+        """No fault remains: none outlives the step it was armed for."""
+        assert not self._arming, "faults armed for a step that did not come"
 
-    # --- Then: what the engine, the VM and the host show --------------------------------
+    # --- Then: what the engine, the VM and the host show ----------------------------------
 
-    def tray(self, vm: str) -> str:
-        """What the VM shows in its CD-ROM (``virsh domblklist``): an ISO name or empty."""
-        with self.host.lock:
-            drive = self.host.drive(VMS[vm], DRIVE)
-            source, disk_type = drive.source, drive.disk_type
-        if source is None:
+    def shows(self, vm: str) -> str:
+        """What the VM shows in its CD-ROM (``virsh domblklist``): an ISO's name, ``path
+        <name>`` for a legacy ISO, ``empty``; asserting it was opened the right way."""
+        with self.rig.host.lock:
+            drive = self.rig.host.drive(self.vm(vm), SDC)
+            tray, disk_type = drive.tray, drive.disk_type
+        if isinstance(tray, EmptyTray):
             return "empty"
-        volume = self.host.volume_at(source)
-        if volume is not None:
+        held = self.rig.host.volume_in(tray)
+        if held is not None:
             # A block volume opened as a file is refused by QEMU.
-            assert disk_type is DiskType.BLOCK, f"{source} loaded as {disk_type}"
-            return _name_of(volume)
-        if source.startswith(LEGACY_DIR + "/"):
-            assert disk_type is DiskType.FILE, f"{source} loaded as {disk_type}"
-            return "path " + source.rsplit("/", 1)[1].removesuffix(".iso")
-        return source
+            assert disk_type is DiskType.BLOCK, f"{tray} loaded as {disk_type}"
+            return self._names.get(held, str(held))
+        if isinstance(tray, FileTray):
+            assert disk_type is DiskType.FILE, f"{tray} loaded as {disk_type}"
+            name = tray.path.rsplit("/", 1)[-1].removesuffix(".iso")
+            if tray.path == legacy_path(name):
+                return f"path {name}"
+        return str(tray)
 
-    def metadata(self, vm: str) -> str:
-        """The VM's CD-ROM entries: ``empty``, ``fedora``, ``ejecting:fedora, loading:debian``."""
-        with self.host.lock:
-            entries = metadata_xml.read_entries(self.host.vm(VMS[vm]).metadata, DRIVE)
-        if isinstance(entries, Unreadable):
-            return str(entries)
-        return show_entries(entries)
+    def stored_state(self, vm: str) -> DriveState:
+        """The drive's state as the VM's metadata stores it (read back from the XML)."""
+        return metadata_xml.read(self._block(vm), SDC)
 
-    def active(self) -> list[str]:
-        return sorted(_name_of(v) for v in self.host.active_volumes())
+    def entries(self, vm: str) -> str:
+        """The drive's metadata in the design's terms: ``empty``, ``fedora``,
+        ``ejecting:fedora, loading:debian``."""
+        state = self.stored_state(vm)
+        if isinstance(state, Unreadable):
+            return str(state)
+        return ", ".join(("" if mark is None else f"{mark}:")
+                         + ("empty" if ref is None else self._names.get(ref, str(ref)))
+                         for mark, ref in metadata_xml.entries(state))
 
-    def unrelated(self, vm: str) -> list[str]:
-        """Every metadata element but the CD-ROM entry, canonical, whitespace ignored."""
-        with self.host.lock:
-            root = copy.deepcopy(self.host.vm(VMS[vm]).metadata)
-        return _unrelated(root)
+    def parse_entries(self, text: str) -> DriveState:
+        """``empty`` | ``fedora`` | ``loading:fedora`` | ``ejecting:fedora, loading:debian``
+        as the state those entries are."""
+        found: list[metadata_xml.Entry] = []
+        for part in _names(text) or ["empty"]:
+            mark, _, name = part.rpartition(":")
+            found.append((mark or None, None if name == "empty" else self.iso(name)))
+        return metadata_xml.from_entries(found)
 
-    def expected_unrelated(self) -> list[str]:
-        return _unrelated(metadata_xml.parse_block(UNRELATED_METADATA))
+    def cd_elements(self, vm: str) -> list[etree._Element]:
+        """The ``<ovirt-vm:device name="sdc">`` elements of the VM's metadata as stored."""
+        return [el for el in self._block(vm).iterchildren(_NS_DEVICE)
+                if el.get("name") == SDC.value]
 
-    def broken_promises(self) -> list[str]:
-        """Nothing leaks, nothing lies: checked on every VM and volume of the host."""
+    def cd_element_is_empty(self, vm: str) -> bool:
+        """Whether the CD-ROM entry is exactly the empty ``<device devtype="disk"
+        name="sdc"/>``."""
+        els = self.cd_elements(vm)
+        return (len(els) == 1 and len(els[0]) == 0 and not (els[0].text or "").strip()
+                and sorted(els[0].items()) == [("devtype", "disk"), ("name", SDC.value)])
+
+    def markers(self, vm: str) -> list[str]:
+        """Every pending-change marker of the CD-ROM entries, in either encoding."""
         found = []
-        held = set()
-        with self.host.lock:
-            for vm in self.host.vms.values():
-                for name, drive in vm.drives.items():
-                    volume = self.host.volume_at(drive.source)
-                    entries = metadata_xml.read_entries(vm.metadata, name)
-                    where = f"{vm.id}/{name}"
-                    if isinstance(entries, Unreadable):
-                        found.append(f"{where}: unreadable metadata: {entries}")
-                        continue
-                    if volume is not None:
-                        held.add(volume)
-                        if not self.host.volumes[volume]:
-                            found.append(f"{where} holds inactive {_name_of(volume)}")
-                    if any(e.state is not None for e in entries):
-                        found.append(f"{where}: marker left: {show_entries(entries)}")
-                    names = [e.volume for e in entries if e.volume is not None]
-                    if names != ([volume] if volume else []):
-                        found.append(f"{where} holds {drive.source or 'nothing'} but "
-                                     f"metadata says {show_entries(entries)}")
-            for volume, active in self.host.volumes.items():
-                if active and volume not in held:
-                    found.append(f"{_name_of(volume)} active but no VM holds it")
+        for el in self.cd_elements(vm):
+            if el.get("state") is not None:
+                found.append(f"state={el.get('state')}")
+            found += ["<change>" for _ in el.iter(_NS_CHANGE)]
         return found
 
+    def active(self) -> set[str]:
+        return {self._names.get(v, str(v)) for v in self.rig.active()}
+
+    def unrelated_unchanged(self, vm: str) -> bool:
+        """Whether the VM's metadata that is not the CD-ROM entry means what it meant when
+        the VM was set up."""
+        assert self.vm(vm) in self.rig.baseline, f"{vm} was never settled"
+        return self.vm(vm) not in self.rig.observe().unrelated_changed
+
     def recovery_cases(self) -> list[str]:
-        return list(self._log.cases)
+        """The design's recovery rows the last recovery applied, drive by drive."""
+        assert self.report is not None, "no recovery ran"
+        return [d.case for d in self.report.drives if d.case is not None]
+
+    def _block(self, vm: str) -> etree._Element:
+        with self.rig.host.lock:
+            return self.rig.host.vm(self.vm(vm)).metadata.element()
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-def parse_entries(text: str) -> tuple[CdEntry, ...]:
-    """``empty`` | ``fedora`` | ``loading:fedora`` | ``ejecting:fedora, loading:debian``."""
-    if text.strip() == "empty":
-        return (CdEntry(),)
-    entries = []
-    for part in _names(text):
-        state, _, iso = part.rpartition(":")
-        entries.append(CdEntry(EntryState(state) if state else None, ISOS[iso]))
-    return tuple(entries)
-
-
-def show_entries(entries: tuple[CdEntry, ...]) -> str:
-    if not entries or entries == (CdEntry(),):
-        return "empty"
-    return ", ".join((f"{e.state.value}:" if e.state else "")
-                     + (_name_of(e.volume) if e.volume else "nothing") for e in entries)
-
-
 def _names(text: str) -> list[str]:
+    """``"fedora, debian and ubuntu"`` as names; ``none``/``empty``/nothing: none."""
     text = text.strip()
     if text in ("none", "empty", ""):
         return []
-    return [p.strip() for p in re.split(r",|\band\b", text) if p.strip()]
-
-
-def _name_of(volume: VolumeRef) -> str:
-    return next((n for n, v in ISOS.items() if v == volume), str(volume))
-
-
-def _pdiv_xml(volume: VolumeRef) -> str:
-    return "".join(f"<ovirt-vm:{k}>{v}</ovirt-vm:{k}>" for k, v in sorted(volume.as_dict().items()))
-
-
-def _effect(effect: str) -> Any:
-    if effect not in ("before", "after"):
-        raise ValueError(f"effect must be before or after, got {effect!r}")
-    return effect
-
-
-def _unrelated(root: etree._Element) -> list[str]:
-    out = []
-    for el in root:
-        if el.tag == f"{{{metadata_xml.NS}}}device" and el.get("name") == DRIVE.value:
-            continue
-        bare = copy.deepcopy(el)
-        for node in bare.iter():
-            node.tail = None
-            if len(node) and node.text is not None and not node.text.strip():
-                node.text = None
-        out.append(etree.tostring(bare, method="c14n").decode())
-    return out
+    return [p.strip() for p in text.replace(" and ", ",").split(",") if p.strip()]
 
 
 def _mutate(request: dict[str, Any], path: list[str], value: str) -> None:
@@ -540,31 +433,3 @@ def _mutate(request: dict[str, Any], path: list[str], value: str) -> None:
         del parent[path[-1]]
     else:
         parent[path[-1]] = json.loads(value)
-
-
-class _CaseLog(logging.Handler):
-    """Which design case recovery applied, read from the flow's own log line."""
-
-    _RE = re.compile(r": case (\S+):")
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.cases: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        match = self._RE.search(record.getMessage())
-        if match:
-            self.cases.append(match.group(1))
-
-    @contextmanager
-    def capture(self) -> Iterator[None]:
-        self.cases.clear()
-        logger = logging.getLogger("ovirt_cdrom.domain.flows")
-        old = logger.level
-        logger.addHandler(self)
-        logger.setLevel(logging.INFO)
-        try:
-            yield
-        finally:
-            logger.removeHandler(self)
-            logger.setLevel(old)

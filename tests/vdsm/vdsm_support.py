@@ -1,5 +1,5 @@
-"""Support for the vdsm adapter tests: the acceptance driver on the ``vdsm`` profile, and a
-vdsm-shaped storage facade over the loop activator for real-device and real-VM tests.
+"""Support for the vdsm adapter tests: the acceptance driver on the rig's ``vdsm`` profile,
+and a vdsm-shaped storage facade over the loop activator for real-device and real-VM tests.
 
 (No ``__init__.py`` in this folder: a test package named ``vdsm`` would shadow vdsm itself.)
 """
@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from acceptance.driver import VMS, CdromDriver, parse_entries
+from acceptance.driver import AcceptanceDriver
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator
+from ovirt_cdrom.adapters.metadata_xml import Encoding
 from ovirt_cdrom.adapters.vdsm.fake import in_use_message
 from ovirt_cdrom.adapters.vdsm.storage import (
     CANNOT_ACTIVATE_LVS,
@@ -20,37 +21,19 @@ from ovirt_cdrom.adapters.vdsm.storage import (
     IMAGE_DOES_NOT_EXIST_IN_SD,
     VOLUME_DOES_NOT_EXIST,
 )
-from ovirt_cdrom.container import Application, build
 from ovirt_cdrom.domain.errors import CdromError, VolumeInUse, VolumeNotFound
-from ovirt_cdrom.domain.model import DriveName, VolumeRef
+from ovirt_cdrom.domain.model import VolumeRef
+from rig import Rig
 
-DRIVE = DriveName("sdc")
 FEATURES = ("insert.feature", "eject.feature", "change.feature", "recovery.feature",
             "legacy_path.feature", "bad_input.feature")
 
 
-class VdsmDriver(CdromDriver):
-    """The acceptance driver, with the application on the ``vdsm`` adapter profile:
-    volumes go through :class:`VdsmVolumeActivator` and ``FakeVdsmStorage``'s status
-    dicts; metadata is written in vdsm 4.50's encoding unless a scenario says otherwise."""
-
-    def __init__(self, encoding: str = "vdsm-4.50") -> None:
-        super().__init__(encoding)
-        self.app = self._build()
-        self.host = self.app.vdsm.host()
-
-    def _build(self) -> Application:
-        return build({"adapters": "vdsm", "metadata_encoding": self.encoding}, environ={})
-
-    def set_entries(self, vm: str, entries: str) -> None:
-        self.app.vdsm.metadata().write(VMS[vm], DRIVE, parse_entries(entries))
-
-    def restart(self, encoding: str | None = None) -> Application:
-        self.encoding = encoding or self.encoding
-        fresh = self._build()
-        fresh.vdsm.host.override(self.host)
-        self.app = fresh
-        return fresh
+def vdsm_driver(encoding: Encoding) -> AcceptanceDriver:
+    """The acceptance driver on the rig's ``vdsm`` profile: volumes go through
+    :class:`VdsmVolumeActivator` and ``FakeVdsmStorage``'s status dicts (201 for a volume
+    storage does not have, "in use" swallowed as vdsm 4.50 does)."""
+    return AcceptanceDriver(Rig(profile="vdsm", encoding=encoding))
 
 
 class LoopVdsmStorage:
