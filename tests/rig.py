@@ -257,8 +257,9 @@ class Rig:
 
     def restart(self) -> None:
         """The process died or the host restarted: a fresh service over the same host."""
-        self.app.core.api.reset()
-        self.app.core.service.reset()
+        for provider in (self.app.core.api, self.app.core.service):
+            assert isinstance(provider, providers.Singleton)
+            provider.reset()
         self.restarts += 1
 
     # --- looking ---------------------------------------------------------------------
