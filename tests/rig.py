@@ -346,6 +346,12 @@ class Rig:
         """The port calls of the current step, by name."""
         return [c.call for c in self.plan.trace]
 
+    def call_points(self) -> list[At]:
+        """The current step's calls as the points a fault or crash may name, by call and
+        occurrence (``rig.fail(p.call, p.occurrence)``): run a step once without faults,
+        then once per point."""
+        return [At(c.call, c.occurrence) for c in self.plan.trace]
+
     def observe(self) -> promises.Observation:
         return observe(self.host, self.baseline)
 

@@ -1,28 +1,45 @@
 """The design's insert, taken literally, leaves the empty entry beside the ``loading``
 one ("add new drive spec ... with state="loading"" while "this element is still present").
-Such metadata must read as an insert in flight, in either order."""
+Such metadata must read as an insert in flight, in either order, in the design's entries
+and in the XML."""
 
 from __future__ import annotations
 
 import pytest
+from ovirt_cdrom.adapters.metadata_xml import (
+    LOADING,
+    NS,
+    Entry,
+    from_entries,
+    parse_block,
+    read,
+)
 from ovirt_cdrom.domain.errors import InvalidMetadata
-from ovirt_cdrom.domain.model import CdEntry, CdromSlot, EntryState, VolumeRef
+from ovirt_cdrom.domain.model import DriveName
+from ovirt_cdrom.domain.state import Inserting, Unreadable
+from rig import volume
 
-A = VolumeRef("13345997-b94f-42dd-b8ef-a1392f65cebf", "88252cf6-381e-48f0-8795-a294a32c7149",
-              "89f05c7d-b961-4935-993f-514499024515", "626a493f-5214-4337-b580-96a1ce702c2a")
-B = VolumeRef("13345997-b94f-42dd-b8ef-a1392f65cebf", "88252cf6-381e-48f0-8795-a294a32c7149",
-              "0b7c2f0e-3f7a-4b1e-8d8e-4a0a9c6f1d2e", "5d2e9a41-7c3b-4f6a-9e1d-2b8c7a6f5e4d")
-EMPTY = CdEntry(None, None)
-LOADING_A = CdEntry(EntryState.LOADING, A)
+A, B = volume("a"), volume("b")
+EMPTY_ENTRY: Entry = (None, None)
+LOADING_A: Entry = (LOADING, A)
 
 
-@pytest.mark.parametrize("entries", [(EMPTY, LOADING_A), (LOADING_A, EMPTY)],
+@pytest.mark.parametrize("found", [(EMPTY_ENTRY, LOADING_A), (LOADING_A, EMPTY_ENTRY)],
                          ids=["empty-first", "loading-first"])
-def test_empty_entry_beside_loading_is_an_insert_in_flight(
-        entries: tuple[CdEntry, ...]) -> None:
-    assert CdromSlot.from_entries(entries) == CdromSlot(loading=A)
+def test_empty_entry_beside_loading_is_an_insert_in_flight(found: tuple[Entry, ...]) -> None:
+    assert from_entries(found) == Inserting(A)
+
+
+def test_the_literal_insert_reads_as_an_insert_in_flight_from_the_xml() -> None:
+    pdiv = "".join(f"<ovirt-vm:{k}>{v}</ovirt-vm:{k}>" for k, v in A.as_dict().items())
+    root = parse_block(f'<ovirt-vm:vm xmlns:ovirt-vm="{NS}">'
+                       '<ovirt-vm:device devtype="disk" name="sdc"/>'
+                       f'<ovirt-vm:device devtype="disk" name="sdc" state="loading">{pdiv}'
+                       "</ovirt-vm:device></ovirt-vm:vm>")
+    assert read(root, DriveName("sdc")) == Inserting(A)
 
 
 def test_a_settled_cd_beside_loading_is_still_refused() -> None:
     with pytest.raises(InvalidMetadata):
-        CdromSlot.from_entries((CdEntry(None, B), LOADING_A))
+        from_entries(((None, B), LOADING_A))
+    assert not isinstance(from_entries((EMPTY_ENTRY, LOADING_A)), Unreadable)

@@ -1,7 +1,9 @@
-"""The domain's value objects and the CD-ROM slot entity."""
+"""The domain's values: identifiers, what a tray holds, and the drive's state (one class per
+state of the design, each holding exactly its volumes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import string
 import uuid
@@ -10,22 +12,36 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from ovirt_cdrom.domain.errors import InvalidMetadata, InvalidParameter
+from ovirt_cdrom.adapters.vdsm_layout import block_path
+from ovirt_cdrom.domain.errors import InvalidParameter
 from ovirt_cdrom.domain.model import (
-    CdEntry,
-    CdromSlot,
+    EMPTY_TRAY,
     DriveKey,
     DriveName,
-    EntryState,
+    FileTray,
     LoadPath,
     VmId,
     VolumeRef,
-    VolumeUsers,
+    VolumeTray,
 )
+from ovirt_cdrom.domain.state import (
+    EMPTY,
+    Changing,
+    DriveState,
+    Ejecting,
+    Empty,
+    Inserting,
+    Loaded,
+    Switched,
+    Unreadable,
+    consistent,
+    in_tray,
+    settled,
+)
+from ovirt_cdrom.domain.users import VolumeUsers
+from rig import DOMAIN, uid, vm_id, volume
 
-from .values import A, B, C, volume
-
-LOADING, EJECTING = EntryState.LOADING, EntryState.EJECTING
+A, B, C = volume("a"), volume("b"), volume("c")
 
 # --- DriveName ---------------------------------------------------------------------------
 
@@ -95,8 +111,16 @@ def test_drive_name_parse_accepts_names(value: str) -> None:
 @pytest.mark.parametrize("value", ["sdC", "xda", "sd", "sdc/../x", "sdc\n", "sdaaaa", 3, None],
                          ids=repr)
 def test_drive_name_parse_refuses_others(value: object) -> None:
-    with pytest.raises(InvalidParameter):
+    with pytest.raises(InvalidParameter) as exc:
         DriveName.parse(value)
+    assert exc.value.field == "drive"
+
+
+def test_drive_names_order_and_show_as_their_value() -> None:
+    names = [DriveName.parse(n) for n in ("sdd", "hdc", "sdc")]
+    assert [str(n) for n in sorted(names)] == ["hdc", "sdc", "sdd"]
+    key = DriveKey(vm_id("vm"), DriveName("sdc"))
+    assert str(key) == f"{uid('vm', 'vm')}/sdc"
 
 
 # --- VolumeRef ---------------------------------------------------------------------------
@@ -111,6 +135,7 @@ def _spec(**override: object) -> dict[str, Any]:
 def test_volume_ref_parse_valid() -> None:
     assert VolumeRef.parse(_spec()) == A
     assert VolumeRef.parse(A.as_dict()).as_dict() == A.as_dict()
+    assert list(A.as_dict()) == list(VolumeRef.KEYS)
 
 
 def test_volume_ref_parse_canonicalises_upper_case() -> None:
@@ -131,14 +156,14 @@ def test_volume_ref_parse_missing_key_names_it(key: str) -> None:
     "not-a-uuid",
     "../..",
     "../../../../dev/sda",
-    "88252cf6-381e-48f0-8795-a294a32c7149/../..",
+    f"{DOMAIN}/../..",
     "<ovirt-vm:device/>",
-    "88252cf6-381e-48f0-8795-a294a32c7149\"/><x y=\"",
-    "88252cf6-381e-48f0-8795-a294a32c714&amp;",
-    "{88252cf6-381e-48f0-8795-a294a32c7149}",
-    "88252cf6381e48f08795a294a32c7149",
-    "88252cf6-381e-48f0-8795-a294a32c7149\x00",
-    "88252cf6-381e-48f0-8795-a294a32c7149" + " " * 40,
+    f'{DOMAIN}"/><x y="',
+    DOMAIN[:-1] + "&amp;",
+    "{" + DOMAIN + "}",
+    DOMAIN.replace("-", ""),
+    DOMAIN + "\x00",
+    DOMAIN + " " * 40,
     "",
     "*",
 ], ids=repr)
@@ -149,7 +174,7 @@ def test_volume_ref_parse_refuses_non_uuid(key: str, bad: str) -> None:
     assert exc.value.field == f"drive_spec.{key}"
 
 
-@pytest.mark.parametrize("bad", [None, 1, 1.5, ["a"], {"a": 1}, b"88252cf6"], ids=repr)
+@pytest.mark.parametrize("bad", [None, 1, 1.5, ["a"], {"a": 1}, DOMAIN[:8].encode()], ids=repr)
 def test_volume_ref_parse_refuses_wrong_types(bad: object) -> None:
     with pytest.raises(InvalidParameter) as exc:
         VolumeRef.parse(_spec(volumeID=bad))
@@ -173,12 +198,20 @@ def test_volume_ref_accepts_only_canonical_uuids(text: str) -> None:
     assert set(ref.image_id) <= set("0123456789abcdef-")
 
 
-def test_volume_ref_is_at_matches_only_its_suffix() -> None:
-    assert A.is_at(f"/rhev/data-center/mnt/blockSD/{A.domain_id}/images/"
-                   f"{A.image_id}/{A.volume_id}")
-    assert not A.is_at(f"/rhev/data-center/mnt/blockSD/{B.domain_id}/images/"
-                       f"{B.image_id}/{B.volume_id}")
-    assert not A.is_at(None)
+def test_volume_ref_in_tray_matches_only_its_own_volume() -> None:
+    assert A.in_tray(VolumeTray(A.domain_id, A.image_id, A.volume_id))
+    assert not A.in_tray(VolumeTray(B.domain_id, B.image_id, B.volume_id))
+    # Each coordinate counts: the same volume id under another image or domain is another.
+    assert not A.in_tray(VolumeTray(A.domain_id, B.image_id, A.volume_id))
+    assert not A.in_tray(VolumeTray(B.domain_id + "x", A.image_id, A.volume_id))
+    assert not A.in_tray(EMPTY_TRAY)
+    # A file is a file, whatever its path looks like: the adapters tell volumes apart.
+    assert not A.in_tray(FileTray(block_path(A)))
+
+
+def test_a_tray_shows_no_pool() -> None:
+    other_pool = VolumeRef(uid("other-pool"), A.domain_id, A.image_id, A.volume_id)
+    assert other_pool.in_tray(VolumeTray(A.domain_id, A.image_id, A.volume_id))
 
 
 def test_vm_id_parse() -> None:
@@ -206,208 +239,122 @@ def test_load_path_refuses_bad_paths(path: object) -> None:
     assert exc.value.field == "path"
 
 
-# --- CdromSlot: shapes, entries, transitions -------------------------------------------
+# --- DriveState: the design's states, each with exactly its volumes ----------------------
 
-SHAPES = {
-    "empty": CdromSlot(),
-    "settled": CdromSlot(current=A),
-    "inserting": CdromSlot(loading=B),
-    "ejecting": CdromSlot(current=A, ejecting=True),
-    "changing": CdromSlot(current=A, loading=B),
-    "switched": CdromSlot(current=B, stale=A),
+STATES: dict[str, DriveState] = {
+    "empty": EMPTY,
+    "loaded": Loaded(A),
+    "inserting": Inserting(B),
+    "ejecting": Ejecting(A),
+    "ejecting-unnamed": Ejecting(None),
+    "changing": Changing(A, B),
+    "switched": Switched(B, A),
 }
-
-ENTRIES = {
-    "empty": (CdEntry(None, None),),
-    "settled": (CdEntry(None, A),),
-    "inserting": (CdEntry(LOADING, B),),
-    "ejecting": (CdEntry(EJECTING, A),),
-    "changing": (CdEntry(EJECTING, A), CdEntry(LOADING, B)),
-    "switched": (CdEntry(None, B), CdEntry(EJECTING, A)),
-}
+VOLUMES = {"empty": (), "loaded": (A,), "inserting": (B,), "ejecting": (A,),
+           "ejecting-unnamed": (), "changing": (A, B), "switched": (B, A)}
 
 
-@pytest.mark.parametrize("name", SHAPES)
-def test_slot_entries_are_the_designs(name: str) -> None:
-    assert SHAPES[name].entries() == ENTRIES[name]
+def test_each_state_has_exactly_its_fields() -> None:
+    fields = {cls.__name__: [f.name for f in dataclasses.fields(cls)]
+              for cls in (Empty, Loaded, Inserting, Ejecting, Changing, Switched, Unreadable)}
+    assert fields == {"Empty": [], "Loaded": ["volume"], "Inserting": ["new"],
+                      "Ejecting": ["old"], "Changing": ["old", "new"],
+                      "Switched": ["current", "old"], "Unreadable": ["reason", "volumes"]}
 
 
-@pytest.mark.parametrize("name", SHAPES)
-def test_slot_entries_round_trip(name: str) -> None:
-    slot = SHAPES[name]
-    assert CdromSlot.from_entries(slot.entries()) == slot
-    assert CdromSlot.from_entries(reversed(slot.entries())) == slot
+@pytest.mark.parametrize("name", STATES)
+def test_state_volumes(name: str) -> None:
+    assert STATES[name].volumes == VOLUMES[name]
 
 
-def test_no_entries_is_an_empty_tray() -> None:
-    assert CdromSlot.from_entries(()) == CdromSlot()
+@pytest.mark.parametrize("name", STATES)
+def test_only_empty_and_loaded_are_settled(name: str) -> None:
+    assert isinstance(STATES[name], Empty | Loaded) == (name in ("empty", "loaded"))
 
 
-@pytest.mark.parametrize(("entries", "slot"), [
-    # An eject whose empty entry was written beside the marker.
-    ((CdEntry(None, None), CdEntry(EJECTING, A)), CdromSlot(current=A, ejecting=True)),
-    # The same volume settled and ejecting: the tray still holds it.
-    ((CdEntry(None, A), CdEntry(EJECTING, A)), CdromSlot(current=A)),
-    # vdsm 4.50 ejecting a CD no entry names (one loaded by path).
-    ((CdEntry(EJECTING, None),), CdromSlot(ejecting=True)),
-    # vdsm 4.50 loading the CD the entry already names: whichever the tray holds stays.
-    ((CdEntry(EJECTING, A), CdEntry(LOADING, A)), CdromSlot(current=A, ejecting=True)),
-], ids=["empty-beside-ejecting", "same-volume-settled-and-ejecting", "ejecting-no-volume",
-        "reloading-the-same-volume"])
-def test_slot_reads_tolerated_entry_pairs(entries: tuple[CdEntry, ...],
-                                          slot: CdromSlot) -> None:
-    assert CdromSlot.from_entries(entries) == slot
+def test_a_change_to_the_same_volume_is_refused() -> None:
+    with pytest.raises(ValueError, match="itself"):
+        Changing(A, A)
 
 
-@pytest.mark.parametrize("entries", [
-    (CdEntry(LOADING, A), CdEntry(LOADING, B)),
-    (CdEntry(EJECTING, A), CdEntry(EJECTING, B)),
-    (CdEntry(None, A), CdEntry(None, B)),
-    (CdEntry(None, A), CdEntry(LOADING, B)),
-    (CdEntry(LOADING, None),),
-    (CdEntry(EJECTING, A), CdEntry(LOADING, B), CdEntry(None, C)),
-    (CdEntry(None, A), CdEntry(None, A), CdEntry(None, A)),
-], ids=lambda e: "+".join(f"{x.state.value if x.state else 'none'}" for x in e))
-def test_slot_refuses_entries_the_flows_never_write(entries: tuple[CdEntry, ...]) -> None:
-    with pytest.raises(InvalidMetadata):
-        CdromSlot.from_entries(entries)
+def test_a_switch_to_the_same_volume_is_refused() -> None:
+    with pytest.raises(ValueError, match="itself"):
+        Switched(A, A)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"stale": A},
-    {"current": A, "loading": B, "ejecting": True},
-    {"current": A, "loading": B, "stale": C},
-    {"current": A, "ejecting": True, "stale": B},
-    {"current": A, "loading": A},
-    {"current": A, "stale": A},
-], ids=lambda k: ",".join(sorted(k)))
-def test_slot_refuses_invalid_combinations(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(InvalidMetadata):
-        CdromSlot(**kwargs)
+def test_states_are_values() -> None:
+    assert Changing(A, B) == Changing(A, B) != Changing(B, A)
+    assert len({Loaded(A), Loaded(A), EMPTY, Empty()}) == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Loaded(A).volume = B  # type: ignore[misc]
 
 
-_volumes = st.sampled_from([A, B, C])
-_entries = st.builds(CdEntry, st.sampled_from([None, LOADING, EJECTING]),
-                     st.one_of(st.none(), _volumes))
+def test_unreadable_names_what_it_salvaged() -> None:
+    state = Unreadable("conflicting CD-ROM entries", (A, B))
+    assert state.volumes == (A, B)
+    assert "conflicting" in str(state)
+    assert Unreadable("x").volumes == ()
 
 
-@given(st.lists(_entries, max_size=3))
-def test_any_readable_entries_round_trip(entries: list[CdEntry]) -> None:
-    try:
-        slot = CdromSlot.from_entries(entries)
-    except InvalidMetadata:
-        return
-    assert CdromSlot.from_entries(slot.entries()) == slot
-    # What was read names every volume the entries named.
-    assert {e.volume for e in entries if e.volume} == set(slot.volumes)
+def test_settled_names_a_volume_or_nothing() -> None:
+    assert settled(None) == EMPTY
+    assert settled(A) == Loaded(A)
 
 
-@st.composite
-def slots(draw: st.DrawFn) -> CdromSlot:
-    """Any valid slot: every shape, over distinct volumes."""
-    old, new = draw(st.permutations([A, B, C]))[:2]
-    current = draw(st.one_of(st.none(), st.just(old)))
-    kind = draw(st.sampled_from(["settled", "load", "eject", "switched"]))
-    if kind == "load":
-        return CdromSlot(current=current).begin_load(new)
-    if kind == "eject" and current is not None:
-        return CdromSlot(current=current).begin_eject()
-    if kind == "switched" and current is not None:
-        return CdromSlot(current=new, stale=current)
-    return CdromSlot(current=current)
+def tray(volume: VolumeRef) -> VolumeTray:
+    return VolumeTray(volume.domain_id, volume.image_id, volume.volume_id)
 
 
-@given(slots())
-def test_generated_slots_round_trip(slot: CdromSlot) -> None:
-    assert CdromSlot.from_entries(slot.entries()) == slot
-    assert CdromSlot.from_entries(reversed(slot.entries())) == slot
+@pytest.mark.parametrize(("state", "held", "expected"), [
+    (EMPTY, EMPTY_TRAY, True),
+    (EMPTY, FileTray("/iso/fedora.iso"), True),  # loaded by path: no metadata names it
+    # A volume no metadata names: nothing recovery could do (a tray shows no pool, so no
+    # entry can be written for it); the promise checker reports it.
+    (EMPTY, tray(A), True),
+    (Loaded(A), tray(A), True),
+    (Loaded(A), tray(B), False),
+    (Loaded(A), EMPTY_TRAY, False),
+    (Inserting(B), tray(B), False),  # a marker is never consistent
+    (Ejecting(A), EMPTY_TRAY, False),
+    (Changing(A, B), tray(B), False),
+    (Switched(B, A), tray(B), False),
+    (Unreadable("x", (A,)), tray(A), False),
+], ids=repr)
+def test_consistent_is_settled_and_naming_the_tray(state: DriveState, held: Any,
+                                                   expected: bool) -> None:
+    assert consistent(state, held) is expected
 
 
-def test_begin_load_into_empty_tray() -> None:
-    assert CdromSlot().begin_load(B) == CdromSlot(loading=B)
-
-
-def test_begin_load_over_a_cd_marks_it_ejecting() -> None:
-    pending = CdromSlot(current=A).begin_load(B)
-    assert pending == CdromSlot(current=A, loading=B)
-    assert pending.entries() == ENTRIES["changing"]
-
-
-def test_begin_eject() -> None:
-    assert CdromSlot(current=A).begin_eject() == CdromSlot(current=A, ejecting=True)
-
-
-def test_begin_eject_of_empty_tray_is_refused() -> None:
-    with pytest.raises(InvalidMetadata):
-        CdromSlot().begin_eject()
-
-
-@pytest.mark.parametrize("name", ["inserting", "ejecting", "changing", "switched"])
-def test_nothing_begins_while_a_change_is_pending(name: str) -> None:
-    with pytest.raises(InvalidMetadata):
-        SHAPES[name].begin_load(C)
-    with pytest.raises(InvalidMetadata):
-        SHAPES[name].begin_eject()
-
-
-@pytest.mark.parametrize(("name", "torn_down", "after"), [
-    ("inserting", True, CdromSlot(current=B)),
-    ("inserting", False, CdromSlot(current=B)),  # no old volume to keep a marker for
-    ("changing", True, CdromSlot(current=B)),
-    ("changing", False, CdromSlot(current=A, loading=B)),
-    ("ejecting", True, CdromSlot()),
-    ("ejecting", False, CdromSlot(current=A, ejecting=True)),
-    ("settled", True, CdromSlot(current=A)),
-    ("empty", True, CdromSlot()),
-    ("switched", True, CdromSlot(current=B)),
-    ("switched", False, CdromSlot(current=B, stale=A)),
-])
-def test_apply(name: str, torn_down: bool, after: CdromSlot) -> None:
-    assert SHAPES[name].apply(old_torn_down=torn_down) == after
-
-
-@pytest.mark.parametrize(("name", "after"), [
-    ("inserting", CdromSlot()),
-    ("changing", CdromSlot(current=A)),
-    ("ejecting", CdromSlot(current=A)),
-    ("settled", CdromSlot(current=A)),
-    ("empty", CdromSlot()),
-])
-def test_discard(name: str, after: CdromSlot) -> None:
-    assert SHAPES[name].discard() == after
-
-
-@pytest.mark.parametrize("name", SHAPES)
-def test_settled_and_volumes(name: str) -> None:
-    slot = SHAPES[name]
-    assert slot.settled == (name in ("empty", "settled"))
-    assert set(slot.volumes) == {e.volume for e in ENTRIES[name] if e.volume}
+def test_in_tray_finds_the_states_volume_the_tray_holds() -> None:
+    assert in_tray(Changing(A, B), tray(B)) == B
+    assert in_tray(Changing(A, B), tray(A)) == A
+    assert in_tray(Changing(A, B), tray(C)) is None
+    assert in_tray(Switched(B, A), EMPTY_TRAY) is None
+    assert in_tray(Unreadable("x", (A, C)), tray(C)) == C
 
 
 # --- VolumeUsers -------------------------------------------------------------------------
 
-VM1 = VmId("6f4b1f2e-0c1d-4a8e-9b7a-3c2d1e0f9a8b")
-VM2 = VmId("0b7c2f0e-3f7a-4b1e-8d8e-4a0a9c6f1d2e")
-K1 = DriveKey(VM1, DriveName("sdc"))
-K2 = DriveKey(VM2, DriveName("sdc"))
-K3 = DriveKey(VM1, DriveName("sdd"))
+K1 = DriveKey(vm_id(1), DriveName("sdc"))
+K2 = DriveKey(vm_id(2), DriveName("sdc"))
+K3 = DriveKey(vm_id(1), DriveName("sdd"))
 
 
-def test_volume_users_release_reports_the_last_user() -> None:
+def test_volume_users_release_answers_who_still_uses_it() -> None:
     users = VolumeUsers()
     users.claim(A, K1)
     users.claim(A, K2)
     users.claim(A, K2)  # claiming twice is one user
     assert users.users(A) == {K1, K2}
-    assert users.others(A, K1) == {K2}
-    assert users.release(A, K1) is False
-    assert users.release(A, K2) is True
+    assert users.release(A, K1) == {K2}
+    assert users.release(A, K2) == frozenset()  # the last user: tear it down
     assert users.users(A) == frozenset()
     assert users.snapshot() == {}
+    assert users.holders() == []
 
 
 def test_volume_users_release_of_unknown_volume_is_last() -> None:
-    assert VolumeUsers().release(A, K1) is True
+    assert VolumeUsers().release(A, K1) == frozenset()
 
 
 def test_volume_users_forget_drive() -> None:
@@ -415,27 +362,35 @@ def test_volume_users_forget_drive() -> None:
     users.claim(A, K1)
     users.claim(B, K1)
     users.claim(B, K3)
-    users.forget_drive(K1)
+    assert set(users.holders()) == {K1, K3}
+    users.forget(K1)
     assert users.snapshot() == {B: frozenset({K3})}
-    users.clear()
-    assert users.snapshot() == {}
+    assert users.holders() == [K3]
 
 
-@given(st.lists(st.tuples(st.booleans(), st.sampled_from([A, B]),
-                          st.sampled_from([K1, K2, K3])), max_size=30))
-def test_volume_users_match_a_set_model(ops: list[tuple[bool, VolumeRef, DriveKey]]) -> None:
+@given(st.lists(st.tuples(st.sampled_from(["claim", "release", "forget"]),
+                          st.sampled_from([A, B]), st.sampled_from([K1, K2, K3])),
+                max_size=30))
+def test_volume_users_match_a_set_model(ops: list[tuple[str, VolumeRef, DriveKey]]) -> None:
     users = VolumeUsers()
     model: dict[VolumeRef, set[DriveKey]] = {}
-    for claim, vol, key in ops:
-        if claim:
+    for op, vol, key in ops:
+        if op == "claim":
             users.claim(vol, key)
             model.setdefault(vol, set()).add(key)
-        else:
-            last = users.release(vol, key)
+        elif op == "release":
+            others = users.release(vol, key)
             model.get(vol, set()).discard(key)
-            assert last == (not model.get(vol))
+            assert others == model.get(vol, set())
+        else:
+            users.forget(key)
+            for held in model.values():
+                held.discard(key)
     assert users.snapshot() == {v: frozenset(k) for v, k in model.items() if k}
+    assert set(users.holders()) == {k for held in model.values() for k in held}
 
 
-def test_volume_helper_is_deterministic() -> None:
-    assert volume(1) == A and volume(2) == B and A != B
+def test_names_make_the_same_ids_in_every_test() -> None:
+    assert volume("a") == A and volume("b") == B and A != B
+    assert vm_id(1) == vm_id(1) != vm_id(2)
+    assert str(uuid.UUID(uid("x"))) == uid("x")
