@@ -17,7 +17,8 @@ may be active.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ovirt_cdrom.domain.errors import (
@@ -77,15 +78,16 @@ def insert(host: Host, key: DriveKey, new: VolumeRef) -> Outcome:
         _abandon(host, key, EMPTY, new)
         raise CannotPrepareImage(f"volume {new}: {err}") from err
     # 4. Load the CD into the VM.
-    try:
-        host.hypervisor.load(key.vm, key.drive, media)
-    except Exception as failure:
-        err = typed(failure)
-        if not _took_effect(host, key, err, new.in_tray):
-            _abandon(host, key, EMPTY, new)
-            raise ChangeDiskFailed(str(err)) from err
-    # 5. Remove the state attribute; if that fails, log and succeed.
-    return _settle(host, key, Loaded(new))
+    with _released_if_vm_goes(host, key, new):
+        try:
+            host.hypervisor.load(key.vm, key.drive, media)
+        except Exception as failure:
+            err = typed(failure)
+            if not _took_effect(host, key, err, new.in_tray):
+                _abandon(host, key, EMPTY, new)
+                raise ChangeDiskFailed(str(err)) from err
+        # 5. Remove the state attribute; if that fails, log and succeed.
+        return _settle(host, key, Loaded(new))
 
 
 # --- VM with loaded CD, eject CD ------------------------------------------------------------
@@ -124,20 +126,21 @@ def change(host: Host, key: DriveKey, old: VolumeRef, new: VolumeRef) -> Outcome
         _abandon(host, key, Loaded(old), new)  # DECISION D5
         raise CannotPrepareImage(f"volume {new}: {err}") from err
     # 5. Load the new CD into the VM.
-    try:
-        host.hypervisor.load(key.vm, key.drive, media)
-    except Exception as failure:
-        err = typed(failure)
-        if not _took_effect(host, key, err, new.in_tray):
-            _abandon(host, key, Loaded(old), new)
-            raise ChangeDiskFailed(str(err)) from err
-    # 6. (Removing state="loading" waits for step 8: one final write, D2.)
-    # 7. Tear down the old drive spec; if that fails, log and continue. DECISION D3: the
-    # markers then stay, so that recovery (row change.4) tears the old volume down.
-    if not teardown_quietly(host, key, old):
-        return Outcome(Changing(old, new), clean=False)
-    # 8. Remove the old CD's drive spec (and the loading state); if that fails, succeed.
-    return _settle(host, key, Loaded(new))
+    with _released_if_vm_goes(host, key, new):
+        try:
+            host.hypervisor.load(key.vm, key.drive, media)
+        except Exception as failure:
+            err = typed(failure)
+            if not _took_effect(host, key, err, new.in_tray):
+                _abandon(host, key, Loaded(old), new)
+                raise ChangeDiskFailed(str(err)) from err
+        # 6. (Removing state="loading" waits for step 8: one final write, D2.)
+        # 7. Tear down the old drive spec; if that fails, log and continue. DECISION D3: the
+        # markers then stay, so that recovery (row change.4) tears the old volume down.
+        if not teardown_quietly(host, key, old):
+            return Outcome(Changing(old, new), clean=False)
+        # 8. Remove the old CD's drive spec (and the loading state); if that fails, succeed.
+        return _settle(host, key, Loaded(new))
 
 
 # --- The legacy route: an ISO given by path ("fall back to old behaviour") ---------------------
@@ -188,6 +191,18 @@ def _mark(host: Host, key: DriveKey, before: DriveState, pending: DriveState) ->
             raise err from failure
         write_quietly(host, key, before)  # the write may have taken effect (a timeout)
         raise GeneralException(f"cannot mark the CD-ROM change in VM metadata: {err}") from err
+
+
+@contextmanager
+def _released_if_vm_goes(host: Host, key: DriveKey, new: VolumeRef) -> Iterator[None]:
+    """The VM went away (shut down, destroyed) with the new volume prepared for it:
+    nothing holds the volume now, and no metadata is left to name it. Let go of it."""
+    try:
+        yield
+    except NoSuchVM:
+        log.info("VM %s went away during the change: letting go of %s", key.vm, new)
+        teardown_quietly(host, key, new)
+        raise
 
 
 def _abandon(host: Host, key: DriveKey, before: DriveState, new: VolumeRef) -> None:

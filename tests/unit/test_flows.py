@@ -416,9 +416,6 @@ def test_an_eject_whose_undo_cannot_be_written_is_left_to_recovery() -> None:
     recovered(rig, "eject.1", A, Loaded(A))
 
 
-@pytest.mark.xfail(strict=True, reason="a VM that goes away after the new volume was "
-                   "prepared: NoSuchVM skips the compensation and nothing names the volume, "
-                   "so no recovery finds it (reported to the lead)")
 @pytest.mark.parametrize("call", [LOAD, LOOK])
 def test_a_vm_that_goes_away_during_an_insert_leaves_no_volume_active(call: str) -> None:
     case = BY_NAME["insert"]
