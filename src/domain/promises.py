@@ -37,7 +37,8 @@ def violations(host: Observation, settled: bool = True) -> list[str]:
     ``settled``: the host is expected at rest after a recovery (no marker may remain, the
     metadata names what each tray holds, nothing is active that no VM holds). With
     ``settled=False`` only what must hold at every instant is checked: a VM never holds an
-    inactive volume, and metadata that is not ours is unchanged.
+    inactive volume, no active volume goes unrecorded (:func:`unrecorded`), and metadata
+    that is not ours is unchanged.
     """
     found: list[str] = []
     held: set[VolumeRef] = set()
@@ -63,6 +64,8 @@ def violations(host: Observation, settled: bool = True) -> list[str]:
     if settled:
         found += [f"volume {v} is active but no VM holds it"
                   for v in sorted(host.active - held, key=str)]
+    else:
+        found += unrecorded(host)
     found += [f"VM {vm}: metadata outside the CD-ROM entries changed"
               for vm in host.unrelated_changed]
     return found
@@ -73,8 +76,8 @@ def unrecorded(host: Observation) -> list[str]:
 
     A promise at every instant, crashes included ("nothing leaks"): recovery can clean up
     only what a tray or the metadata records, and the flows' order (mark, prepare, switch,
-    tear down, then unmark: D2) keeps this empty. Kept apart from :func:`violations`,
-    whose sentences the simulator's report shows.
+    tear down, then unmark: D2) keeps this empty. Part of :func:`violations` at every
+    instant (``settled=False``); at rest, "active but no VM holds it" says more.
     """
     by_tray: dict[Tray, VolumeRef] = {
         VolumeTray(v.domain_id, v.image_id, v.volume_id): v for v in host.volumes}
