@@ -231,6 +231,17 @@ def test_load_that_timed_out_but_took_effect_succeeds() -> None:
     assert active(r, c.debian) and not active(r, c.fedora)
 
 
+def test_examples_show_both_forms_of_fault_points() -> None:
+    """Named points read better and most examples use them; the numbered form keeps
+    working, and at least one example shows it."""
+    keys = set()
+    for path in FILES:
+        docs = yaml.safe_load(path.read_text())
+        for doc in docs if isinstance(docs, list) else [docs]:
+            keys |= {k for step in doc["steps"] for k in step}
+    assert {"fail_at", "crash_at", "fail_at_call"} <= keys
+
+
 def test_recovery_rows_example_covers_every_design_row() -> None:
     runs = reports(EXAMPLES / "recovery-rows.yaml")
     seen = set()
