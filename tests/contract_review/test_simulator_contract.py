@@ -201,16 +201,25 @@ def test_a_crash_at_a_named_call_then_recover(tmp_path: Path,
     assert active(report) == {vol(2)["imageID"]}
 
 
-def test_crash_then_recover_on_a_fresh_service(tmp_path: Path,
+@pytest.mark.parametrize("form", ["named", "numbered"])
+def test_crash_then_recover_on_a_fresh_service(form: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    doc = scenario([change({"iface": "sata", "index": "2", "drive_spec": vol(2)},
-                           crash_at_call=6), {"recover": {}}], loaded=vol(1))
-    code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
+    """A crash just before the media change: recovery keeps the old CD."""
+    if form == "named":
+        point: dict[str, Any] = {"crash_at": {"call": "hypervisor.load"}}
+    else:
+        load = number_of("hypervisor.load", scenario([change(LOAD_B)], loaded=vol(1)), capsys,
+                         tmp_path)
+        point = {"crash_at_call": load}
+    doc = scenario([change(LOAD_B, **point), {"recover": {}}], loaded=vol(1))
+    code, report, _ = simulate(doc, capsys, "--trace", tmp_path=tmp_path)
     assert code == 0
     check_shape(report)
     crash, recover = report["steps"]
     assert (crash["ok"], crash["injected"], crash["crashed"], crash["error"]) == (
         False, True, True, None)
+    assert [(t["port"], t["method"]) for t in crash["trace"] if t["outcome"] == "crash"] == [
+        ("hypervisor", "load")]
     assert recover["ok"] is True
     assert sdc(report)["metadata"] == [{"state": None, "pdiv": vol(1)}]
     assert active(report) == {vol(1)["imageID"]}
