@@ -119,29 +119,28 @@ def test_the_issues_example_steps_in_order(tmp_path: Path,
     assert active(report) == set()
 
 
-def number_of(call: str, doc: dict[str, Any], capsys: pytest.CaptureFixture[str],
-              tmp_path: Path) -> int:
-    """Which port call of the first step ``call`` is, as a user finds it: from --trace."""
-    code, report, err = simulate(doc, capsys, "--trace", tmp_path=tmp_path)
-    assert code == 0, err
-    number: int = next(t["call"] for t in report["steps"][0]["trace"]
-                       if f"{t['port']}.{t['method']}" == call)
-    return number
-
-
 LOAD_B = {"iface": "sata", "index": "2", "drive_spec": vol(2)}
+
+
+def load_point(key: str, form: str, capsys: pytest.CaptureFixture[str],
+               tmp_path: Path) -> dict[str, Any]:
+    """``fail_at``/``crash_at`` the load of B over A, named, or by the number a user reads
+    off a --trace run of the same step."""
+    if form == "named":
+        return {key: {"call": "hypervisor.load"}}
+    code, report, err = simulate(scenario([change(LOAD_B)], loaded=vol(1)), capsys, "--trace",
+                                 tmp_path=tmp_path)
+    assert code == 0, err
+    number = next(t["call"] for t in report["steps"][0]["trace"]
+                  if (t["port"], t["method"]) == ("hypervisor", "load"))
+    return {f"{key}_call": number}
 
 
 @pytest.mark.parametrize("form", ["named", "numbered"])
 @pytest.mark.parametrize("effect", ["before", "after"])
 def test_a_failed_media_change_keeps_the_promise_for_both_effects(
         effect: str, form: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if form == "named":
-        point: dict[str, Any] = {"fail_at": {"call": "hypervisor.load"}}
-    else:
-        load = number_of("hypervisor.load", scenario([change(LOAD_B)], loaded=vol(1)), capsys,
-                         tmp_path)
-        point = {"fail_at_call": load}
+    point = load_point("fail_at", form, capsys, tmp_path)
     doc = scenario([change(LOAD_B, **point, fail_effect=effect)], loaded=vol(1))
     code, report, _ = simulate(doc, capsys, "--trace", tmp_path=tmp_path)
     assert code == 0
@@ -205,12 +204,7 @@ def test_a_crash_at_a_named_call_then_recover(tmp_path: Path,
 def test_crash_then_recover_on_a_fresh_service(form: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """A crash just before the media change: recovery keeps the old CD."""
-    if form == "named":
-        point: dict[str, Any] = {"crash_at": {"call": "hypervisor.load"}}
-    else:
-        load = number_of("hypervisor.load", scenario([change(LOAD_B)], loaded=vol(1)), capsys,
-                         tmp_path)
-        point = {"crash_at_call": load}
+    point = load_point("crash_at", form, capsys, tmp_path)
     doc = scenario([change(LOAD_B, **point), {"recover": {}}], loaded=vol(1))
     code, report, _ = simulate(doc, capsys, "--trace", tmp_path=tmp_path)
     assert code == 0
