@@ -14,6 +14,7 @@ import yaml
 from ovirt_cdrom.cli import main
 from ovirt_cdrom.domain.model import VmId
 from ovirt_cdrom.simulator import report, runner
+from ovirt_cdrom.simulator.hostjson import host_json
 from ovirt_cdrom.simulator.runner import Simulation
 from ovirt_cdrom.simulator.scenario import parse_scenario
 
@@ -111,7 +112,7 @@ def test_unreadable_metadata_is_reported_and_recovered_as_case_unreadable() -> N
     doc = scenario([vm(VM1, A, metadata_xml=xml)], [{"recover": {}}],
                    volumes=[{**A, "active": True}, {**B, "active": True}])
     scen = parse_scenario({**doc, "steps": []}, "")
-    before = report.final_json(runner.run(scen).host)["vms"][VM1]["drives"]["sdc"]
+    before = host_json(runner.run(scen).host)["vms"][VM1]["drives"]["sdc"]
     assert before["metadata"] is None and before["metadata_error"]
     r = report.scenario_json(runner.run(parse_scenario(doc, "")))
     (drive,) = r["steps"][0]["recovered"]
