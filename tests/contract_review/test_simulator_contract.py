@@ -1,9 +1,11 @@
-"""Black-box probes of ``ovirt-cdrom simulate`` against issue 3's public contract.
+"""Black-box probes of ``ovirt-cdrom simulate`` against its public contract (issue 3's
+format, and issue 12's named fault points).
 
-Written as an acceptance reviewer would: scenario files in exactly the issue's format
+Written as an acceptance reviewer would: scenario files in exactly the documented format
 (drive index as int and as string, ``loaded: null``, ``metadata`` entries with null
-``state``/``pdiv``, vdsm 4.50's nested ``<ovirt-vm:change>``, both fault effects, crashes,
-lists, stdin, JSON), the report's keys and value shapes, and the exit codes.
+``state``/``pdiv``, vdsm 4.50's nested ``<ovirt-vm:change>``, both fault effects, crashes
+at numbered and at named points, lists, stdin, JSON), the report's keys and value shapes,
+and the exit codes. Ids are made from names (``tests/rig.py``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,14 @@ from typing import Any
 import pytest
 import yaml
 from ovirt_cdrom.cli import main
+from rig import vm_id, volume
 
-POOL = "13345997-b94f-42dd-b8ef-a1392f65cebf"
-DOM = "88252cf6-381e-48f0-8795-a294a32c7149"
-VM = "6f4b1f2e-0c1d-4a8e-9b7a-3c2d1e0f9a8b"
+VM = str(vm_id("probe"))
 NS = "http://ovirt.org/vm/1.0"
 
 
 def vol(n: int) -> dict[str, str]:
-    return {"poolID": POOL, "domainID": DOM,
-            "imageID": f"{n:08x}-1111-4111-8111-111111111111",
-            "volumeID": f"{n:08x}-2222-4222-8222-222222222222"}
+    return volume(f"probe-{n}").as_dict()
 
 
 def path_of(v: dict[str, str]) -> str:
@@ -120,17 +119,38 @@ def test_the_issues_example_steps_in_order(tmp_path: Path,
     assert active(report) == set()
 
 
+LOAD_B = {"iface": "sata", "index": "2", "drive_spec": vol(2)}
+
+
+def load_point(key: str, form: str, capsys: pytest.CaptureFixture[str],
+               tmp_path: Path) -> dict[str, Any]:
+    """``fail_at``/``crash_at`` the load of B over A, named, or by the number a user reads
+    off a --trace run of the same step."""
+    if form == "named":
+        return {key: {"call": "hypervisor.load"}}
+    code, report, err = simulate(scenario([change(LOAD_B)], loaded=vol(1)), capsys, "--trace",
+                                 tmp_path=tmp_path)
+    assert code == 0, err
+    number = next(t["call"] for t in report["steps"][0]["trace"]
+                  if (t["port"], t["method"]) == ("hypervisor", "load"))
+    return {f"{key}_call": number}
+
+
+@pytest.mark.parametrize("form", ["named", "numbered"])
 @pytest.mark.parametrize("effect", ["before", "after"])
 def test_a_failed_media_change_keeps_the_promise_for_both_effects(
-        effect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # change: 1 is_migrating, 2 cdrom, 3 metadata.read, 4 write, 5 prepare, 6 load
-    doc = scenario([change({"iface": "sata", "index": "2", "drive_spec": vol(2)},
-                           fail_at_call=6, fail_effect=effect)], loaded=vol(1))
-    code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
+        effect: str, form: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    point = load_point("fail_at", form, capsys, tmp_path)
+    doc = scenario([change(LOAD_B, **point, fail_effect=effect)], loaded=vol(1))
+    code, report, _ = simulate(doc, capsys, "--trace", tmp_path=tmp_path)
     assert code == 0
     check_shape(report)
     step = report["steps"][0]
     assert step["injected"] is True and step["crashed"] is False
+    (hit,) = [t for t in step["trace"] if t["outcome"].startswith("injected")]
+    assert (hit["port"], hit["method"]) == ("hypervisor", "load")
+    if form == "named":
+        assert step["fail_at"] == {"call": "hypervisor.load", "occurrence": 1}
     if effect == "before":
         assert step["ok"] is False
         assert (step["error"]["code"], step["error"]["name"]) == (41, "ChangeDiskFailed")
@@ -146,26 +166,54 @@ def test_a_failed_media_change_keeps_the_promise_for_both_effects(
 
 def test_injection_beyond_the_steps_calls_is_not_injected(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = scenario([change({"iface": "sata", "index": 2, "drive_spec": None},
-                           fail_at_call=50),
-                    change({"iface": "sata", "index": 2, "drive_spec": vol(2)},
-                           crash_at_call=50)], loaded=vol(1))
+    eject, insert = ({"iface": "sata", "index": 2, "drive_spec": None},
+                     {"iface": "sata", "index": 2, "drive_spec": vol(2)})
+    doc = scenario([change(eject, fail_at_call=50),
+                    change(insert, crash_at_call=50),
+                    change(eject, fail_at={"call": "hypervisor.load"}),       # an eject loads
+                    change(insert, crash_at={"call": "hypervisor.load",       # nothing; an
+                                             "occurrence": 2})],              # insert, once
+                   loaded=vol(1))
     code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
     assert code == 0
     assert [(s["ok"], s["injected"], s["crashed"]) for s in report["steps"]] == [
-        (True, False, False), (True, False, False)]
+        (True, False, False)] * 4
 
 
-def test_crash_then_recover_on_a_fresh_service(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    doc = scenario([change({"iface": "sata", "index": "2", "drive_spec": vol(2)},
-                           crash_at_call=6), {"recover": {}}], loaded=vol(1))
-    code, report, _ = simulate(doc, capsys, tmp_path=tmp_path)
+def test_a_crash_at_a_named_call_then_recover(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's ``crash_at: {call: metadata.write, occurrence: 2}``: a change dies just
+    before its second metadata write, after the tray switched; recovery keeps the new CD."""
+    doc = scenario([change(LOAD_B, crash_at={"call": "metadata.write", "occurrence": 2}),
+                    {"recover": {}}], loaded=vol(1))
+    code, report, _ = simulate(doc, capsys, "--trace", tmp_path=tmp_path)
     assert code == 0
     check_shape(report)
     crash, recover = report["steps"]
     assert (crash["ok"], crash["injected"], crash["crashed"], crash["error"]) == (
         False, True, True, None)
+    assert [t["outcome"] for t in crash["trace"]
+            if (t["port"], t["method"]) == ("metadata", "write")] == ["ok", "crash"]
+    assert recover["ok"] is True
+    assert sdc(report)["source"] == path_of(vol(2))
+    assert sdc(report)["metadata"] == [{"state": None, "pdiv": vol(2)}]
+    assert active(report) == {vol(2)["imageID"]}
+
+
+@pytest.mark.parametrize("form", ["named", "numbered"])
+def test_crash_then_recover_on_a_fresh_service(form: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A crash just before the media change: recovery keeps the old CD."""
+    point = load_point("crash_at", form, capsys, tmp_path)
+    doc = scenario([change(LOAD_B, **point), {"recover": {}}], loaded=vol(1))
+    code, report, _ = simulate(doc, capsys, "--trace", tmp_path=tmp_path)
+    assert code == 0
+    check_shape(report)
+    crash, recover = report["steps"]
+    assert (crash["ok"], crash["injected"], crash["crashed"], crash["error"]) == (
+        False, True, True, None)
+    assert [(t["port"], t["method"]) for t in crash["trace"] if t["outcome"] == "crash"] == [
+        ("hypervisor", "load")]
     assert recover["ok"] is True
     assert sdc(report)["metadata"] == [{"state": None, "pdiv": vol(1)}]
     assert active(report) == {vol(1)["imageID"]}
@@ -253,6 +301,13 @@ def test_a_list_from_stdin_via_python_m(tmp_path: Path) -> None:
      "vms[0].drives[0].metadata[0].state"),
     (lambda d: d["steps"][0]["changeCD"]["cdromspec"]["drive_spec"].update(volumeID="x"),
      "steps[0].changeCD.cdromspec.drive_spec.volumeID"),
+    (lambda d: d["steps"][0].update(fail_at_call=None, fail_at={"call": "hypervisor.mount"}),
+     "steps[0].fail_at.call"),
+    (lambda d: d["steps"][0].update(
+        fail_at_call=None, crash_at={"call": "metadata.write", "occurrence": 0}),
+     "steps[0].crash_at.occurrence"),
+    (lambda d: d["steps"][0].update(crash_at={"call": "metadata.write"}),  # and fail_at_call
+     "steps[0].crash_at: a step carries one of"),
 ])
 def test_an_invalid_file_exits_2_naming_the_field(
         mutate: Any, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,6 @@ Backends:
 from __future__ import annotations
 
 import abc
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +21,11 @@ import pytest
 from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
 from ovirt_cdrom.adapters.memory import MemoryHost, MemoryVolumeActivator
 from ovirt_cdrom.adapters.runner import CommandRunner, CompletedCommand
+from ovirt_cdrom.adapters.vdsm_layout import block_path, tray_of
 from ovirt_cdrom.domain.errors import ImageFileNotFound, VolumeInUse, VolumeNotFound
-from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef, block_volume_path
+from ovirt_cdrom.domain.model import DiskType, Media, VolumeRef
 from ovirt_cdrom.ports import VolumeActivator
+from rig import vm_id
 from storage.realdev import LoopSandbox, loop_sandbox, new_volume
 
 
@@ -72,11 +73,11 @@ class MemoryBackend(Backend):
 
     @contextmanager
     def held(self, volume: VolumeRef, media: Media) -> Iterator[None]:
-        vm = VmId(str(uuid.uuid4()))
+        vm = vm_id(("holder", volume.volume_id))
         self.host.add_vm(vm)
-        self.host.add_drive(vm, "sata", 2, source=media.path)
+        self.host.add_drive(vm, "sata", 2, media)
         yield
-        del self.host.vms[vm]
+        self.host.remove_vm(vm)
 
 
 class LoopBackend(Backend):
@@ -189,7 +190,7 @@ def test_prepare_returns_block_media_at_the_volume_path(backend: Backend) -> Non
     media = backend.activator.prepare(volume)
 
     assert media.disk_type is DiskType.BLOCK
-    assert volume.is_at(media.path)
+    assert volume.in_tray(tray_of(media.path))
     assert backend.activator.is_active(volume)
 
 
@@ -199,7 +200,7 @@ def test_the_volume_is_where_vdsm_puts_it_under_the_host_root(backend: Backend) 
     media = backend.activator.prepare(volume)
 
     # /rhev/data-center/mnt/blockSD/<sd>/images/<img>/<vol>, one rule for every host.
-    assert media.path == str(backend.root / block_volume_path(volume).lstrip("/"))
+    assert media.path == str(backend.root / block_path(volume).lstrip("/"))
 
 
 def test_prepare_is_idempotent(backend: Backend) -> None:

@@ -3,51 +3,24 @@
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from contracts.hypervisor import SDC, HypervisorContract, HypervisorEnv
-from contracts.metadata import MetadataContract, MetadataEnv
-from ovirt_cdrom.adapters import metadata_xml
+from contracts.hypervisor import SDC, HypervisorContract, HypervisorEnv, memory_hv_env, volume
+from contracts.metadata import MetadataContract, MetadataEnv, memory_md_env
 from ovirt_cdrom.adapters.libvirt import (
     LibvirtConnection,
     LibvirtHypervisor,
     LibvirtMetadataRepository,
 )
-from ovirt_cdrom.adapters.memory import MemoryHost, MemoryHypervisor, MemoryMetadataRepository
-from ovirt_cdrom.domain.model import DiskType, Media, VmId, VolumeRef, block_volume_path
+from ovirt_cdrom.adapters.vdsm_layout import block_path
+from ovirt_cdrom.domain.model import DiskType, Media, VmId
 from realvm import RUN_ID, UNRELATED_METADATA, RealHost
 
 ADAPTERS = [pytest.param("memory"), pytest.param("libvirt", marks=pytest.mark.libvirt)]
 
 
-def _new_vm() -> VmId:
-    return VmId(str(uuid.uuid4()))
-
-
-def _memory_volume(n: int) -> VolumeRef:
-    return VolumeRef(*(str(uuid.uuid5(uuid.NAMESPACE_OID, f"hv-{k}-{n}"))
-                       for k in ("pool", "domain", "image", "volume")))
-
-
 # --- Hypervisor ---------------------------------------------------------------------------
-
-
-def memory_hv_env() -> HypervisorEnv:
-    host = MemoryHost()
-    vm = _new_vm()
-    host.add_vm(vm)
-    host.add_drive(vm, "sata", 2)
-
-    def block_media(n: int) -> Media:
-        volume = _memory_volume(n)
-        host.add_volume(volume, active=True)
-        return Media(block_volume_path(volume), DiskType.BLOCK)
-
-    return HypervisorEnv(MemoryHypervisor(host), vm, block_media,
-                         lambda n: Media(f"/iso/file-{n}.iso", DiskType.FILE),
-                         Media("/dev/ovirt-cdrom-missing", DiskType.BLOCK))
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +35,14 @@ def shared_vms(module_host: RealHost) -> dict[str, VmId]:
 def libvirt_hv_env(real: RealHost, vm: VmId, loops: list[str]) -> HypervisorEnv:
     @functools.cache
     def block_media(n: int) -> Media:
+        """A loop device exposed where vdsm exposes volume(n), under the host's root."""
         device = real.attach_loop(real.add_file(f"block-{n}.iso"))
         loops.append(device)
-        return Media(device, DiskType.BLOCK)
+        link = real.base / block_path(volume(n)).lstrip("/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)  # an earlier test's, to a device since detached
+        link.symlink_to(device)
+        return Media(str(link), DiskType.BLOCK)
 
     @functools.cache
     def file_media(n: int) -> Media:
@@ -96,20 +74,6 @@ class TestHypervisorContract(HypervisorContract):
 
 
 # --- MetadataRepository -------------------------------------------------------------------
-
-
-def memory_md_env() -> MetadataEnv:
-    host = MemoryHost()
-    vm, bare = _new_vm(), _new_vm()
-    host.add_vm(vm, metadata=UNRELATED_METADATA)
-    host.add_vm(bare)
-
-    def seed(target: VmId, text: str) -> None:
-        host.vm(target).metadata = metadata_xml.parse_block(text)
-
-    return MetadataEnv(MemoryMetadataRepository(host),
-                       lambda enc: MemoryMetadataRepository(host, enc), vm, bare,
-                       lambda target: host.vm(target).metadata, seed)
 
 
 def libvirt_md_env(real: RealHost, vms: dict[str, VmId]) -> MetadataEnv:

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 import yaml
 from ovirt_cdrom.cli import main
+from ovirt_cdrom.domain.model import VmId
 from ovirt_cdrom.simulator import report, runner
+from ovirt_cdrom.simulator.hostjson import host_json
+from ovirt_cdrom.simulator.runner import Simulation
 from ovirt_cdrom.simulator.scenario import parse_scenario
 
-from .hosts import VM1, A, B, block_path, change, scenario, vm
+from .hosts import VM1, VM2, A, B, block_path, change, crash_at, fail_at, pdiv_xml, scenario, vm
 from .test_examples import EXAMPLES, simulate
 
 CHANGE = scenario([vm(VM1, A)], [change(VM1, B)], name="change")
@@ -42,7 +45,7 @@ def test_report_keys_are_the_contract() -> None:
 
 
 def test_failed_step_reports_vdsm_name_and_code() -> None:
-    doc = scenario([vm(VM1, A)], [{**change(VM1, B), "fail_at_call": 5}])  # prepare
+    doc = scenario([vm(VM1, A)], [{**change(VM1, B), **fail_at("volumes.prepare")}])
     done = simulate("--json", "-", stdin=json.dumps(doc))
     (step,) = json.loads(done.stdout)["steps"]
     assert (step["ok"], step["injected"], step["crashed"]) == (False, True, False)
@@ -51,7 +54,8 @@ def test_failed_step_reports_vdsm_name_and_code() -> None:
 
 
 def test_crashed_step_has_no_error_and_the_next_step_runs_on_a_fresh_service() -> None:
-    doc = scenario([vm(VM1, A)], [{**change(VM1, B), "crash_at_call": 6}, change(VM1, B)])
+    doc = scenario([vm(VM1, A)], [{**change(VM1, B), **crash_at("hypervisor.load")},
+                                  change(VM1, B)])
     r = report.scenario_json(runner.run(parse_scenario(doc, "")))
     crashed, retried = r["steps"]
     assert (crashed["ok"], crashed["injected"], crashed["crashed"], crashed["error"]) == (
@@ -62,7 +66,7 @@ def test_crashed_step_has_no_error_and_the_next_step_runs_on_a_fresh_service() -
 
 
 def test_a_crash_left_unrecovered_is_reported_as_broken_promises() -> None:
-    doc = scenario([vm(VM1, A)], [{**change(VM1, B), "crash_at_call": 6}])
+    doc = scenario([vm(VM1, A)], [{**change(VM1, B), **crash_at("hypervisor.load")}])
     promises = report.scenario_json(runner.run(parse_scenario(doc, "")))["final"]["promises"]
     assert not promises["ok"]
     assert any("state marker" in v for v in promises["violations"])
@@ -71,9 +75,52 @@ def test_a_crash_left_unrecovered_is_reported_as_broken_promises() -> None:
 
 def test_injection_beyond_the_calls_is_not_injected() -> None:
     doc = scenario([vm(VM1, A)], [{**change(VM1, B), "crash_at_call": 99}])
-    (step,) = report.scenario_json(runner.run(parse_scenario(doc, "")))["steps"]
+    (step,) = report.scenario_json(runner.run(parse_scenario(doc, "")), trace=True)["steps"]
     assert step["ok"] and not step["injected"] and not step["crashed"]
-    assert step["calls"] == 8
+    assert step["calls"] == len(step["trace"]) < 99
+    assert step["crash_at_call"] == 99  # the point asked for, echoed as given
+
+
+def test_a_vm_gone_during_recovery_is_reported_gone_not_failed() -> None:
+    """The extra key ``gone`` of a recover step: VMs that went away meanwhile."""
+    sim = Simulation(parse_scenario(scenario([vm(VM1, A), vm(VM2, B)], [{"recover": {}}]),
+                                    ""))
+
+    def destroy_vm2(_: str) -> None:
+        # VM2 is destroyed while recovery looks at VM1's drives (the host listed both).
+        if VmId(VM2) in sim.host.vms:
+            sim.host.remove_vm(VmId(VM2))
+
+    sim.plan.before("hypervisor.cdroms", destroy_vm2)
+    outcome = sim.step(sim.scenario.steps[0])
+    step = report.step_json(outcome)
+    assert step["ok"] and step["error"] is None
+    assert step["gone"] == [VM2]
+    assert [d["vm"] for d in step["recovered"]] == [VM1]
+    # A recovery with no VM gone has no such key.
+    again = report.step_json(sim.step(sim.scenario.steps[0]))
+    assert "gone" not in again
+
+
+def test_unreadable_metadata_is_reported_and_recovered_as_case_unreadable() -> None:
+    """Entries that make no sense (two ``loading`` entries for sdc): the final report says
+    why (``metadata`` null, ``metadata_error``) until a recovery takes the tray as the
+    truth (case ``unreadable``)."""
+    loading = ''.join(f'<ovirt-vm:device devtype="disk" name="sdc" state="loading">'
+                      f"{pdiv_xml(v)}</ovirt-vm:device>" for v in (A, B))
+    xml = f'<ovirt-vm:vm xmlns:ovirt-vm="http://ovirt.org/vm/1.0">{loading}</ovirt-vm:vm>'
+    doc = scenario([vm(VM1, A, metadata_xml=xml)], [{"recover": {}}],
+                   volumes=[{**A, "active": True}, {**B, "active": True}])
+    scen = parse_scenario({**doc, "steps": []}, "")
+    before = host_json(runner.run(scen).host)["vms"][VM1]["drives"]["sdc"]
+    assert before["metadata"] is None and before["metadata_error"]
+    r = report.scenario_json(runner.run(parse_scenario(doc, "")))
+    (drive,) = r["steps"][0]["recovered"]
+    assert (drive["case"], drive["changed"], drive["clean"]) == ("unreadable", True, True)
+    sdc = r["final"]["vms"][VM1]["drives"]["sdc"]
+    assert sdc["metadata"] == [{"state": None, "pdiv": A}] and "metadata_error" not in sdc
+    assert [v["active"] for v in r["final"]["volumes"]] == [True, False]
+    assert r["final"]["promises"]["ok"]
 
 
 def test_a_list_gives_a_list_in_order_and_trace_lists_port_calls(tmp_path: Path) -> None:
@@ -91,7 +138,7 @@ def test_a_list_gives_a_list_in_order_and_trace_lists_port_calls(tmp_path: Path)
 
 
 def test_verbose_logs_go_to_stderr_and_stdout_stays_json() -> None:
-    doc = scenario([vm(VM1, A)], [{**change(VM1, B), "fail_at_call": 6}])
+    doc = scenario([vm(VM1, A)], [{**change(VM1, B), **fail_at("hypervisor.load")}])
     done = subprocess.run([sys.executable, "-m", "ovirt_cdrom", "-v", "simulate", "--json", "-"],
                           input=json.dumps(doc), capture_output=True, text=True, check=False)
     assert done.returncode == 0

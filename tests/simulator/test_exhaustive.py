@@ -1,6 +1,6 @@
 """Every flow, with each failure (both effects) and each crash at every port call it makes.
 
-For each flow the test first runs it cleanly to count its port calls, then for every call
+For each flow the test first runs it cleanly to list its port calls, then for every call
 index N in 1..calls+1 runs it again with ``fail_at_call: N`` (``before``, then ``after``)
 and with ``crash_at_call: N``, followed by ``recover: {}`` on a fresh service, and checks
 the promises:
@@ -10,7 +10,9 @@ the promises:
 * after recovery, no volume is active that no VM holds, no ``state`` marker remains, the
   metadata names what each VM holds, and metadata that is not a CD-ROM entry is unchanged
   (``invariants.violations``);
-* recovery converges: a second recovery changes nothing.
+* recovery converges: a second recovery changes nothing;
+* the named form of each point (``fail_at``/``crash_at`` ``{call, occurrence}`` of the N-th
+  call; past the last call, an occurrence that never comes) gives the same report.
 
 Run in process through the simulator's runner, so that it takes seconds.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from ovirt_cdrom.adapters.faults import TracedCall
 from ovirt_cdrom.adapters.memory.invariants import violations
 from ovirt_cdrom.simulator import report
 from ovirt_cdrom.simulator.runner import Simulation
@@ -89,6 +92,29 @@ INJECTIONS = {
     "fail after": lambda n: {"fail_at_call": n, "fail_effect": "after"},
     "crash": lambda n: {"crash_at_call": n},
 }
+FAULT_KEYS = ("fail_at_call", "fail_at", "crash_at_call", "crash_at")
+
+
+def _named(numbered: dict[str, Any], trace: list[TracedCall]) -> dict[str, Any]:
+    """The same point by name: the clean run's N-th call, or past its last call, one more
+    occurrence of the last call's name than the step makes."""
+    key = next(k for k in FAULT_KEYS if k in numbered)
+    n = numbered[key]
+    if n <= len(trace):
+        point = {"call": trace[n - 1].call, "occurrence": trace[n - 1].occurrence}
+    else:
+        last = trace[-1].call
+        point = {"call": last, "occurrence": sum(c.call == last for c in trace) + 1}
+    out = {k: v for k, v in numbered.items() if k != key}
+    out[key.removesuffix("_call")] = point
+    return out
+
+
+def _without_points(r: dict[str, Any]) -> dict[str, Any]:
+    for step in r["steps"]:
+        for key in (*FAULT_KEYS, "fail_effect"):
+            step.pop(key, None)
+    return r
 
 
 def _trays(sim: Simulation) -> dict[str, str | None]:
@@ -96,27 +122,28 @@ def _trays(sim: Simulation) -> dict[str, str | None]:
             for vm_id, v in sim.host.vms.items() for name, d in v.drives.items()}
 
 
-def _calls(flow: Flow) -> int:
-    """Port calls the flow makes without injection; it must succeed."""
+def _calls(flow: Flow) -> list[TracedCall]:
+    """The port calls the flow makes without injection; it must succeed."""
     sim = Simulation(parse_scenario(flow.document(change(VM1, flow.target), False), ""))
     outcome = sim.step(sim.scenario.steps[0])
     assert outcome.ok and not outcome.injected, outcome.error
     assert _trays(sim)[f"{VM1}/sdc"] == flow.new
     assert violations(sim.host, sim.run.baseline) == []
-    return outcome.calls
+    assert outcome.calls == len(outcome.trace)
+    return outcome.trace
 
 
-def _check_case(flow: Flow, injection: dict[str, Any], calls: int) -> list[str]:
+def _check_case(flow: Flow, injection: dict[str, Any], reached: bool
+                ) -> tuple[list[str], dict[str, Any]]:
+    """The problems of one case, and its whole report (trace included)."""
     step = {**change(VM1, flow.target), **injection}
     sim = Simulation(parse_scenario(flow.document(step), ""))
     before = _trays(sim)
     changed = sim.step(sim.scenario.steps[0])
     after = _trays(sim)
     problems = []
-    at: int = (injection["fail_at_call"] if "fail_at_call" in injection
-               else injection["crash_at_call"])
-    if changed.injected != (at <= calls):
-        problems.append(f"injected={changed.injected} with {calls} calls")
+    if changed.injected != reached:
+        problems.append(f"injected={changed.injected}, expected {reached}")
     held = after[f"{VM1}/sdc"]
     if changed.crashed:
         expected: tuple[str | None, ...] = (flow.old, flow.new)
@@ -140,18 +167,25 @@ def _check_case(flow: Flow, injection: dict[str, Any], calls: int) -> list[str]:
     again = sim.step(parse_scenario(flow.document({"recover": {}}, False), "").steps[0])
     if not again.ok or any(d.changed for d in again.recovered or ()):
         problems.append("a second recovery still changed something")
-    json.dumps(report.scenario_json(sim.run, trace=True))  # the report renders any state
-    return problems
+    out = report.scenario_json(sim.run, trace=True)
+    json.dumps(out)  # the report renders any state
+    return problems, out
 
 
 @pytest.mark.parametrize("injection", INJECTIONS, ids=str)
 @pytest.mark.parametrize("flow", FLOWS, ids=str)
 def test_single_fault_then_recovery_keeps_every_promise(flow: str, injection: str) -> None:
-    calls = _calls(FLOWS[flow])
+    trace = _calls(FLOWS[flow])
+    calls = len(trace)
     failures = []
     for n in range(1, calls + 2):
         spec = INJECTIONS[injection](n)
-        for problem in _check_case(FLOWS[flow], spec, calls):
+        problems, numbered = _check_case(FLOWS[flow], spec, n <= calls)
+        named_spec = _named(spec, trace)
+        named_problems, named = _check_case(FLOWS[flow], named_spec, n <= calls)
+        if _without_points(named) != _without_points(numbered):
+            problems.append(f"{named_spec} gave another outcome than call {n}")
+        for problem in problems + named_problems:
             failures.append(f"{flow}, {injection} at call {n}: {problem}")
     CASES[f"{flow}/{injection}"] = calls + 1
     assert not failures, "\n".join(failures)
@@ -159,4 +193,4 @@ def test_single_fault_then_recovery_keeps_every_promise(flow: str, injection: st
 
 def test_every_flow_makes_port_calls_to_inject_into() -> None:
     for name, flow in FLOWS.items():
-        assert _calls(flow) >= 3, name
+        assert len(_calls(flow)) >= 3, name

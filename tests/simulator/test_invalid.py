@@ -62,9 +62,10 @@ CASES = {
     "fail_effect": (lambda d: d["steps"][0].update(fail_at_call=2, fail_effect="sideways"),
                     "steps[0].fail_effect: expected before or after"),
     "fail_at_call": (lambda d: d["steps"][0].update(fail_at_call=0),
-                     "steps[0].fail_at_call: expected an integer >= 1"),
+                     "steps[0].fail_at_call: expected an integer from 1"),
     "fail and crash": (lambda d: d["steps"][1].update(fail_at_call=1, crash_at_call=2),
-                       "steps[1].crash_at_call: a step carries fail_at_call or crash_at_call"),
+                       "steps[1].crash_at_call: a step carries one of fail_at_call, fail_at, "
+                       "crash_at_call, crash_at"),
     "two ops": (lambda d: d["steps"][1].update(change(VM1, None)),
                 "steps[1]: a step needs exactly one of changeCD, recover"),
     "recover args": (lambda d: d["steps"][1].update(recover={"vmID": VM1}),
@@ -76,6 +77,62 @@ CASES = {
     "files": (lambda d: d.update(files=["relative.iso"]), "files[0]: not an absolute path"),
     "duplicate vm": (lambda d: d["vms"].append(vm(VM1)), "vms[1].id: VM"),
 }
+
+
+# The named fault points (issue 12): an unknown name, a bad occurrence, two points in one
+# step, each an invalid file naming the field.
+INJECTIONS = ("fail_at_call", "fail_at", "crash_at_call", "crash_at")
+POINT = {"fail_at_call": 6, "fail_at": {"call": "hypervisor.load"}, "crash_at_call": 6,
+         "crash_at": {"call": "metadata.write", "occurrence": 2}}
+
+
+def _point(key: str, value: object, step: int = 0) -> Any:
+    return lambda d: d["steps"][step].update({key: value})
+
+
+NAMED_CASES = {
+    "unknown call": (_point("fail_at", {"call": "hypervisor.insert"}),
+                     "steps[0].fail_at.call: unknown call 'hypervisor.insert'; expected one "
+                     "of hypervisor.vm_ids"),
+    "call of no port": (_point("crash_at", {"call": "load"}),
+                        "steps[0].crash_at.call: unknown call 'load'"),
+    "call not a string": (_point("fail_at", {"call": 6}),
+                          "steps[0].fail_at.call: unknown call '6'"),
+    "call missing": (_point("crash_at", {"occurrence": 2}), "steps[0].crash_at.call: missing"),
+    "occurrence zero": (_point("fail_at", {"call": "hypervisor.load", "occurrence": 0}),
+                        "steps[0].fail_at.occurrence: expected an integer from 1"),
+    "occurrence negative": (_point("crash_at", {"call": "metadata.write", "occurrence": -2}),
+                            "steps[0].crash_at.occurrence: expected an integer from 1"),
+    "occurrence text": (_point("fail_at", {"call": "hypervisor.load", "occurrence": "two"}),
+                        "steps[0].fail_at.occurrence: expected an integer from 1"),
+    "occurrence bool": (_point("fail_at", {"call": "hypervisor.load", "occurrence": True}),
+                        "steps[0].fail_at.occurrence: expected an integer from 1"),
+    "occurrence float": (_point("crash_at", {"call": "hypervisor.load", "occurrence": 1.5}),
+                         "steps[0].crash_at.occurrence: expected an integer from 1"),
+    "occurrence huge": (_point("crash_at", {"call": "hypervisor.load", "occurrence": 10**30}),
+                        "steps[0].crash_at.occurrence: expected an integer from 1 to 1000000, "
+                        "got too large"),
+    "point by number too": (_point("fail_at", {"call": "hypervisor.load", "number": 6}),
+                            "steps[0].fail_at.number: unknown key"),
+    "point as text": (_point("fail_at", "hypervisor.load:1"),
+                      "steps[0].fail_at: expected a mapping, got str"),
+    "effect of a crash": (lambda d: d["steps"][0].update(crash_at={"call": "hypervisor.load"},
+                                                         fail_effect="after"),
+                          "steps[0].fail_effect: needs fail_at_call or fail_at"),
+    "effect unknown": (lambda d: d["steps"][0].update(fail_at={"call": "hypervisor.load"},
+                                                      fail_effect="during"),
+                       "steps[0].fail_effect: expected before or after"),
+    "in a recover step": (_point("fail_at", {"call": "metadata.bogus"}, step=1),
+                          "steps[1].fail_at.call: unknown call 'metadata.bogus'"),
+    # Two points in one step, every pair: the second (in the order above) is named.
+    **{f"{first} and {second}": (
+        lambda d, first=first, second=second: d["steps"][1].update(
+            {first: POINT[first], second: POINT[second]}),
+        f"steps[1].{second}: a step carries one of fail_at_call, fail_at, crash_at_call, "
+        f"crash_at; got {first} and {second}")
+       for i, first in enumerate(INJECTIONS) for second in INJECTIONS[i + 1:]},
+}
+CASES.update(NAMED_CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from ovirt_cdrom.adapters.blocklinks import BlockLinks, Ownership
 from ovirt_cdrom.container import load_config
-from ovirt_cdrom.domain.model import VolumeRef
+from rig import volume
 
-VOLUME = VolumeRef("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222",
-                   "33333333-3333-3333-3333-333333333333", "44444444-4444-4444-4444-444444444444")
+VOLUME = volume("iso")
 
 
 def test_ownership_names_and_numbers() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator
+from ovirt_cdrom.adapters.vdsm_layout import tray_of
 from ovirt_cdrom.domain.errors import StorageError, VolumeInUse, VolumeNotFound
 from ovirt_cdrom.domain.model import DiskType, VolumeRef
 
@@ -44,7 +45,7 @@ def test_prepare_exposes_a_read_only_loop_device_at_vdsm_layout(
     media = activator.prepare(volume)
 
     assert media.disk_type is DiskType.BLOCK
-    assert volume.is_at(media.path)
+    assert volume.in_tray(tray_of(media.path))
     assert media.path == str(sandbox.root / "rhev/data-center/mnt/blockSD" / volume.domain_id
                              / "images" / volume.image_id / volume.volume_id)
     run_dir = sandbox.root / "run/vdsm/storage" / volume.domain_id / volume.image_id

@@ -15,6 +15,7 @@ from ovirt_cdrom.adapters.lvm import (
     multipath_devices,
 )
 from ovirt_cdrom.adapters.runner import CommandError, RecordingRunner, SubprocessRunner
+from ovirt_cdrom.adapters.vdsm_layout import tray_of
 from ovirt_cdrom.domain.errors import (
     ImageFileNotFound,
     StorageError,
@@ -22,9 +23,9 @@ from ovirt_cdrom.domain.errors import (
     VolumeNotFound,
 )
 from ovirt_cdrom.domain.model import DiskType, VolumeRef
+from rig import uid, volume
 
-VOLUME = VolumeRef("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222",
-                   "33333333-3333-3333-3333-333333333333", "44444444-4444-4444-4444-444444444444")
+VOLUME = volume("iso")
 SD, IMG, VOL = VOLUME.domain_id, VOLUME.image_id, VOLUME.volume_id
 LV = f"{SD}/{VOL}"
 PVS = ("/dev/mapper/36001405a", "/dev/mapper/36001405b")
@@ -134,7 +135,7 @@ def test_prepare_links_the_volume_as_vdsm_does(
     assert os.readlink(image_link) == str(run_dir)
     assert media.path == str(image_link / VOL)
     assert media.disk_type is DiskType.BLOCK
-    assert VOLUME.is_at(media.path)
+    assert VOLUME.in_tray(tray_of(media.path))
     node = _activate_lv(tmp_path)
     assert os.path.realpath(media.path) == str(node)
 
@@ -151,7 +152,7 @@ def test_teardown_removes_the_links(tmp_path: Path, activator: LvmVolumeActivato
 
 def test_teardown_keeps_the_image_link_while_another_volume_of_it_is_linked(
         tmp_path: Path, activator: LvmVolumeActivator) -> None:
-    sibling = VolumeRef(VOLUME.pool_id, SD, IMG, "55555555-5555-5555-5555-555555555555")
+    sibling = VolumeRef(VOLUME.pool_id, SD, IMG, uid("volume", "sibling"))
     activator.prepare(VOLUME)
     sibling_media = activator.prepare(sibling)
 

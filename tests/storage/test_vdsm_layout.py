@@ -21,12 +21,13 @@ import pytest
 from needs import unavailable
 from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
 from ovirt_cdrom.adapters.runner import RecordingRunner
+from ovirt_cdrom.adapters.vdsm_layout import block_path
 from ovirt_cdrom.container import build
 from ovirt_cdrom.domain.errors import StorageError
-from ovirt_cdrom.domain.model import VolumeRef, block_volume_path
+from rig import uid as uid_of
+from rig import volume
 
-VOLUME = VolumeRef("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222",
-                   "33333333-3333-3333-3333-333333333333", "44444444-4444-4444-4444-444444444444")
+VOLUME = volume("iso")
 SD, IMG, VOL = VOLUME.domain_id, VOLUME.image_id, VOLUME.volume_id
 PVS = ("/dev/mapper/36001405a",)
 VDSM_UID = VDSM_GID = 36
@@ -100,7 +101,7 @@ def test_prepare_uses_vdsm_image_directory_and_teardown_leaves_it(
     media = activator.prepare(VOLUME)
 
     assert media.path == str(vdsm.image / VOL)
-    assert media.path == str(tmp_path) + block_volume_path(VOLUME)
+    assert media.path == str(tmp_path) + block_path(VOLUME)
     assert os.readlink(media.path) == vdsm.device
     assert os.readlink(tmp_path / RUN / VOL) == vdsm.device
     after = snapshot(tmp_path)
@@ -112,13 +113,13 @@ def test_prepare_uses_vdsm_image_directory_and_teardown_leaves_it(
 
 def test_a_link_missing_from_vdsm_directory_is_added_and_only_it_removed(
         tmp_path: Path, activator: LvmVolumeActivator, vdsm: VdsmHost) -> None:
-    sibling = vdsm.link("55555555-5555-5555-5555-555555555555", f"/dev/{SD}/5555")
+    sibling = vdsm.link(uid_of("volume", "sibling"), f"/dev/{SD}/sibling")
     before = snapshot(tmp_path)
 
     media = activator.prepare(VOLUME)
 
     assert os.readlink(media.path) == vdsm.device
-    assert os.readlink(sibling) == f"/dev/{SD}/5555"
+    assert os.readlink(sibling) == f"/dev/{SD}/sibling"
     activator.teardown(VOLUME)
     assert snapshot(tmp_path) == before
 

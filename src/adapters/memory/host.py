@@ -19,7 +19,7 @@ from lxml import etree
 from ovirt_cdrom.adapters import metadata_xml
 from ovirt_cdrom.adapters.metadata_xml import Encoding
 from ovirt_cdrom.adapters.vdsm_layout import block_path, tray_of
-from ovirt_cdrom.domain.errors import NoSuchDrive, NoSuchVM
+from ovirt_cdrom.domain.errors import InvalidMetadata, NoSuchDrive, NoSuchVM
 from ovirt_cdrom.domain.model import (
     EMPTY_TRAY,
     DiskType,
@@ -31,7 +31,7 @@ from ovirt_cdrom.domain.model import (
     VolumeRef,
     VolumeTray,
 )
-from ovirt_cdrom.domain.state import DriveState
+from ovirt_cdrom.domain.state import DriveState, Unreadable
 
 
 @dataclass(slots=True)
@@ -83,6 +83,10 @@ class MemoryMetadata:
         return state
 
     def write(self, drive: DriveName, state: DriveState, encoding: Encoding) -> None:
+        if isinstance(state, Unreadable):
+            # As the codec refuses it (libvirt's adapter raises the same): stored, it would
+            # make the block impossible to render at the next look.
+            raise InvalidMetadata(f"{state} cannot be written")
         if self._raw is not None:
             self._block, self._raw = metadata_xml.parse_block(self._raw), None
         self._written[drive] = (state, encoding)
