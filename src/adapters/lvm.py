@@ -27,7 +27,6 @@ import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ovirt_cdrom.adapters.blocklinks import BlockLinks, Ownership, resolve_legacy_path
@@ -43,8 +42,6 @@ from ovirt_cdrom.ports import VolumeActivator
 
 log = logging.getLogger(__name__)
 
-IMAGE_TAG_PREFIX = "IU_"
-
 _IN_USE_RE = re.compile(r"^\s*Logical volume \S+ in use\.?$")
 _NOT_FOUND_RES = (
     re.compile(r"Failed to find logical volume"),
@@ -55,7 +52,6 @@ _NOT_FOUND_RES = (
 # delimiters and double quotes: allow only characters that are literal there (plus '.',
 # harmless as "any character").
 _DEVICE_RE = re.compile(r"^/dev/[A-Za-z0-9_.:/-]+$")
-_LVS_FIELDS = ("uuid", "name", "vg_name", "attr", "size", "tags")
 _SEPARATOR = "|"
 # vdsm's LVM_FLAGS for its reporting commands.
 _REPORT_FLAGS = ("--noheadings", "--units", "b", "--nosuffix", "--separator", _SEPARATOR,
@@ -118,28 +114,6 @@ def is_not_found(stderr: str) -> bool:
     return any(r.search(stderr) for r in _NOT_FOUND_RES)
 
 
-@dataclass(frozen=True, slots=True)
-class LogicalVolume:
-    uuid: str
-    name: str
-    vg_name: str
-    attr: str
-    size: int
-    tags: tuple[str, ...]
-
-    @property
-    def active(self) -> bool:
-        """``lv_attr`` position 5 is ``a`` for an active LV (``X`` when unknown)."""
-        return len(self.attr) > 4 and self.attr[4] == "a"
-
-    @property
-    def image_id(self) -> str | None:
-        for tag in self.tags:
-            if tag.startswith(IMAGE_TAG_PREFIX):
-                return tag[len(IMAGE_TAG_PREFIX):]
-        return None
-
-
 class LvmVolumeActivator(VolumeActivator):
     """:class:`VolumeActivator` over LVM.
 
@@ -200,18 +174,6 @@ class LvmVolumeActivator(VolumeActivator):
         return resolve_legacy_path(path)
 
     # --- listing ---------------------------------------------------------------------
-
-    def list_volumes(self, vg: str) -> list[LogicalVolume]:
-        """Every logical volume of ``vg`` as LVM's metadata describes it."""
-        result = self._run("lvs", *_REPORT_FLAGS, "-o", ",".join(_LVS_FIELDS), vg, vg=vg)
-        if not result.ok:
-            raise self._error(result, f"volume group {vg}")
-        return [_parse_lv(line) for line in result.stdout.splitlines() if line.strip()]
-
-    def find_image(self, vg: str, image_id: str) -> list[LogicalVolume]:
-        """The volumes of image ``image_id``: those tagged ``IU_<image_id>``."""
-        tag = IMAGE_TAG_PREFIX + image_id
-        return [lv for lv in self.list_volumes(vg) if tag in lv.tags]
 
     # --- which devices LVM sees ------------------------------------------------------
 
@@ -286,8 +248,9 @@ class LvmVolumeActivator(VolumeActivator):
         except CommandError as e:
             raise StorageError(str(e)) from e
 
-    def _run(self, command: str, *args: str, vg: str) -> CompletedCommand:
-        """Run on ``vg``'s devices; if that fails, once more on the search devices."""
+    def run(self, command: str, *args: str, vg: str) -> CompletedCommand:
+        """An LVM command about ``vg``, on ``vg``'s devices; if that fails, once more on the
+        search devices."""
         narrow = self.devices_of(vg)
         result = self._run_on(narrow, command, *args)
         if result.ok or is_in_use(result.stderr):
@@ -303,7 +266,7 @@ class LvmVolumeActivator(VolumeActivator):
 
     def _lvchange(self, volume: VolumeRef, *options: str) -> None:
         lv = f"{volume.domain_id}/{volume.volume_id}"
-        result = self._run("lvchange", *options, lv, vg=volume.domain_id)
+        result = self.run("lvchange", *options, lv, vg=volume.domain_id)
         if not result.ok:
             raise self._error(result, f"logical volume {lv}")
 
@@ -331,16 +294,3 @@ def _checked(devices: Sequence[str], what: str) -> tuple[str, ...]:
         if not _DEVICE_RE.match(d):
             raise ValueError(f"unsupported device path {what}: {d!r}")
     return tuple(devices)
-
-
-def _parse_lv(line: str) -> LogicalVolume:
-    fields = line.strip().split(_SEPARATOR)
-    if len(fields) != len(_LVS_FIELDS):
-        raise StorageError(f"unexpected lvs output: {line.strip()!r}")
-    uuid, name, vg_name, attr, size, tags = fields
-    try:
-        size_bytes = int(size)
-    except ValueError:
-        raise StorageError(f"unexpected lvs size: {size!r}") from None
-    return LogicalVolume(uuid, name, vg_name, attr, size_bytes,
-                         tuple(t for t in tags.split(",") if t))

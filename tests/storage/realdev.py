@@ -13,6 +13,8 @@ from pathlib import Path
 
 from needs import unavailable
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator
+from ovirt_cdrom.adapters.lvm import LvmVolumeActivator
+from ovirt_cdrom.domain.errors import VolumeNotFound
 from ovirt_cdrom.domain.model import VolumeRef
 
 ISO_SIZE = 1024 * 1024
@@ -220,3 +222,18 @@ class LvmDomain:
             for pv in self.pvs:
                 subprocess.run(["lvm", "pvremove", "--devices", pv, "--yes", pv],
                                capture_output=True, check=False)
+
+
+def lvm_listing(activator: LvmVolumeActivator, vg: str) -> dict[str, tuple[str, ...]]:
+    """What LVM lists of ``vg`` through the activator's own device selection (its learned
+    devices, its retry): each LV's name and tags."""
+    result = activator.run("lvs", "--noheadings", "--separator", "|", "-o", "lv_name,lv_tags",
+                           vg, vg=vg)
+    if not result.ok:
+        raise VolumeNotFound(result.stderr.strip())
+    found = {}
+    for line in result.stdout.splitlines():
+        if line.strip():
+            name, tags = line.strip().split("|")
+            found[name] = tuple(t for t in tags.split(",") if t)
+    return found

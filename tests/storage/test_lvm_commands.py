@@ -234,32 +234,6 @@ def test_resolve_path(tmp_path: Path, activator: LvmVolumeActivator) -> None:
         activator.resolve_path(str(tmp_path))  # a folder is no ISO
 
 
-# --- listing -------------------------------------------------------------------------
-
-
-def test_list_volumes_parses_lvs(activator: LvmVolumeActivator, runner: RecordingRunner) -> None:
-    runner.answer(stdout=(
-        f"  uuid-a|{VOL}|{SD}|-wi-a-----|1048576|IU_{IMG},MD_4,PU_0000\n"
-        f"  uuid-b|metadata|{SD}|-wi-------|134217728|\n"), when="lvs", times=None)
-
-    lvs = activator.list_volumes(SD)
-
-    (argv,) = runner.calls
-    assert argv == _on(PVS, "lvs", "--noheadings", "--units", "b", "--nosuffix",
-                       "--separator", "|", "--ignoreskippedcluster",
-                       "-o", "uuid,name,vg_name,attr,size,tags", SD)
-    assert [(lv.name, lv.active, lv.size, lv.image_id) for lv in lvs] == [
-        (VOL, True, 1048576, IMG), ("metadata", False, 134217728, None)]
-    assert [lv.name for lv in activator.find_image(SD, IMG)] == [VOL]
-
-
-def test_list_volumes_of_a_missing_group(activator: LvmVolumeActivator,
-                                         runner: RecordingRunner) -> None:
-    runner.answer(5, stderr=NO_VG)
-    with pytest.raises(VolumeNotFound):
-        activator.list_volumes(SD)
-
-
 # --- which devices LVM sees ----------------------------------------------------------
 
 SEARCH = ("/dev/mapper/36001405a", "/dev/mapper/36001405b", "/dev/mapper/36001405c")

@@ -30,7 +30,7 @@ from ovirt_cdrom.container import build
 from ovirt_cdrom.domain.errors import StorageError
 from ovirt_cdrom.domain.model import DiskType
 
-from .realdev import LvmDomain, attach_loop, device_mapper_unavailable, require_lvm
+from .realdev import LvmDomain, attach_loop, device_mapper_unavailable, lvm_listing, require_lvm
 
 pytestmark = pytest.mark.root
 
@@ -151,14 +151,12 @@ def test_the_domain_and_its_iso_volume_are_found(host: Host, domain: LvmDomain,
     iso = domain.add_volume()
     other = domain.add_volume()
 
-    volumes = host.activator.list_volumes(domain.sd)
-    found = host.activator.find_image(domain.sd, iso.image_id)
+    found = lvm_listing(host.activator, domain.sd)
 
-    assert {lv.name for lv in volumes} == {iso.volume_id, other.volume_id}
-    assert [(lv.name, lv.vg_name, lv.image_id) for lv in found] == [
-        (iso.volume_id, domain.sd, iso.image_id)]
+    assert set(found) == {iso.volume_id, other.volume_id}
+    assert f"IU_{iso.image_id}" in found[iso.volume_id]
     # Learned on the search devices, then confined to the domain's PV.
-    vgs, lvs, _ = host.runner.results
+    vgs, lvs = host.runner.results
     assert (vgs.argv[1], _devices(vgs)) == ("vgs", ",".join(sorted([domain_pv, host.disk])))
     assert (lvs.argv[1], _devices(lvs)) == ("lvs", domain_pv)
     assert f'filter=["a|^{domain_pv}$|", "r|.*|"]' in lvs.argv[lvs.argv.index("--config") + 1]
@@ -232,7 +230,7 @@ def test_a_stale_device_list_is_retried_on_the_search_devices(
     new_lun = attach_loop(stack, tmp_path / "lun-b.img")
     host = _host(stack, tmp_path, monkeypatch, "devices-file", [domain_pv, new_lun])
     old = domain.add_volume()
-    assert [lv.name for lv in host.activator.list_volumes(domain.sd)] == [old.volume_id]
+    assert list(lvm_listing(host.activator, domain.sd)) == [old.volume_id]
     # Meanwhile the SPM extends the domain onto a new LUN and makes an ISO volume there.
     domain.extend(new_lun)
     iso = domain.add_volume(new_lun)
