@@ -177,7 +177,7 @@ def _fault_text(outcome: StepOutcome) -> str:
     elif step.fail is not None:
         text = f"fail {step.fail} ({step.fail_effect})"
     else:
-        return "-"
+        return ""
     return text + ("" if outcome.injected else " (not reached)")
 
 
@@ -234,14 +234,16 @@ def _pdiv_text(pdiv: dict[str, Any] | None) -> str:
 def _steps_table(run: ScenarioRun, name: Namer) -> Table:
     table = Table(title="Steps", title_justify="left", show_lines=True, expand=True)
     table.add_column("#", justify="right")
-    table.add_column("request", ratio=3)
-    table.add_column("injection", ratio=1, min_width=16, overflow="fold")
+    table.add_column("step", ratio=3)
     table.add_column("calls", justify="right")
     table.add_column("outcome", ratio=2)
     for i, outcome in enumerate(run.steps, 1):
         lines: list[RenderableType] = [Text(f"{outcome.step.op}: {_args_text(outcome, name)}")]
         if outcome.step.note:
             lines.append(Text(outcome.step.note, style="italic"))
+        injection = _fault_text(outcome)
+        if injection:
+            lines.append(Text(f"injected: {injection}", style="magenta"))
         for d in outcome.recovered or ():
             line = f"{name(str(d.vm))} {d.drive}: " + (
                 f"case {d.case}: {d.design}" if d.case else "nothing to do")
@@ -254,8 +256,7 @@ def _steps_table(run: ScenarioRun, name: Namer) -> Table:
         if outcome.markers:
             lines.append(Text("left markers for recovery: " + name(", ".join(outcome.markers)),
                               style="yellow"))
-        table.add_row(str(i), Group(*lines), _fault_text(outcome), str(outcome.calls),
-                      _outcome_text(outcome, name))
+        table.add_row(str(i), Group(*lines), str(outcome.calls), _outcome_text(outcome, name))
     return table
 
 
