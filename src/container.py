@@ -362,11 +362,12 @@ def build_vdsm(domains: Any, storage: Any, probe: Any = None,
     """The application inside vdsm, over vdsm's own objects (see ``ovirt_cdrom.embedding``).
 
     ``domains`` is a :class:`~ovirt_cdrom.adapters.vdsm.domains.VdsmDomains`, ``storage``
-    vdsm's storage dispatcher, ``probe`` a ``HostProbe`` (default: the host's ``/dev``).
+    vdsm's storage dispatcher (None: vdsm runs without storage, every volume operation
+    fails), ``probe`` a ``HostProbe`` (default: the host's ``/dev``).
     ``overrides`` win over the environment and ``OVIRT_CDROM_CONFIG``, as everywhere.
     """
-    if domains is None or storage is None:
-        raise ConfigError("the vdsm profile needs vdsm's domains and storage dispatcher")
+    if domains is None:
+        raise ConfigError("the vdsm profile needs vdsm's domains")
     app = _application(load_config({**(overrides or {}), "adapters": "vdsm"}))
     app.vdsm.domains.override(providers.Object(domains))
     app.vdsm.storage.override(providers.Object(storage))

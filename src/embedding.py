@@ -50,7 +50,7 @@ class VdsmCdrom:
         return self.service.recover_all()
 
 
-def bootstrap_vdsm(domain_lookup: DomainLookup, storage: VdsmStorage, *,
+def bootstrap_vdsm(domain_lookup: DomainLookup, storage: VdsmStorage | None, *,
                    vm_ids: Callable[[], Iterable[str]] | None = None,
                    metadata_encoding: str = "vdsm-4.50",
                    probe: HostProbe | None = None,
@@ -60,7 +60,8 @@ def bootstrap_vdsm(domain_lookup: DomainLookup, storage: VdsmStorage, *,
 
     ``domain_lookup(vm_id)`` returns the libvirt domain object vdsm holds for the VM (a
     ``LookupError`` or ``None``: no such VM); ``storage`` is vdsm's storage dispatcher
-    (``prepareImage``/``teardownImage`` answering status dicts); ``vm_ids()`` lists
+    (``prepareImage``/``teardownImage`` answering status dicts; None without storage:
+    volume operations then fail typed); ``vm_ids()`` lists
     vdsm's VMs (for ``recover_all``). ``probe`` answers what the dispatcher cannot (is an
     LV active, does a legacy ISO exist), by default from ``/dev`` and the file system.
     ``on_metadata_written(vm_id)`` runs after each metadata write so that vdsm reloads its

@@ -94,3 +94,17 @@ def test_every_command_refuses_a_bad_value_with_exit_2(args: list[str]) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "OVIRT_CDROM_METADATA_ENCODING" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_vdsm_without_storage_refuses_volumes_with_a_typed_error() -> None:
+    """vdsm may run without a storage dispatcher (clientIF without irs): the product still
+    builds, and a volume operation is a StorageError, not a crash."""
+    from ovirt_cdrom.adapters.vdsm.storage import VdsmVolumeActivator  # noqa: PLC0415
+    from ovirt_cdrom.domain.errors import StorageError  # noqa: PLC0415
+    from rig import volume  # noqa: PLC0415
+
+    activator = VdsmVolumeActivator(None)
+    with pytest.raises(StorageError, match="storage dispatcher is not available"):
+        activator.prepare(volume("fedora"))
+    with pytest.raises(StorageError, match="storage dispatcher is not available"):
+        activator.teardown(volume("fedora"))

@@ -114,12 +114,14 @@ class OsProbe:
 class VdsmVolumeActivator(VolumeActivator):
     """ISO volumes activated through vdsm's storage layer (its locks, links, bookkeeping)."""
 
-    def __init__(self, storage: VdsmStorage, probe: HostProbe | None = None) -> None:
+    def __init__(self, storage: VdsmStorage | None, probe: HostProbe | None = None) -> None:
+        # None: vdsm runs without storage (clientIF without irs): every volume operation
+        # is then a StorageError, the legacy path route still works.
         self.storage = storage
         self.probe: HostProbe = probe if probe is not None else OsProbe()
 
     def prepare(self, volume: VolumeRef) -> Media:
-        res = self._call("prepareImage", volume, self.storage.prepareImage,
+        res = self._call("prepareImage", volume, self._dispatcher().prepareImage,
                          volume.domain_id, volume.pool_id, volume.image_id, volume.volume_id)
         path = res.get("path")
         info = res.get("info")
@@ -140,7 +142,7 @@ class VdsmVolumeActivator(VolumeActivator):
         return Media(path, disk_type)
 
     def teardown(self, volume: VolumeRef) -> None:
-        self._call("teardownImage", volume, self.storage.teardownImage,
+        self._call("teardownImage", volume, self._dispatcher().teardownImage,
                    volume.domain_id, volume.pool_id, volume.image_id)
         if self._still_active(volume):
             # vdsm swallowed LVM's "in use" refusal and answered success.
@@ -171,6 +173,12 @@ class VdsmVolumeActivator(VolumeActivator):
         except OSError:
             log.exception("Cannot check whether %s is still active", volume)
             return False
+
+    def _dispatcher(self) -> VdsmStorage:
+        if self.storage is None:
+            raise StorageError("vdsm's storage dispatcher is not available (no irs)",
+                               storage_code=None)
+        return self.storage
 
     def _call(self, verb: str, volume: VolumeRef, method: Callable[..., Mapping[str, Any]],
               *args: str) -> Mapping[str, Any]:
