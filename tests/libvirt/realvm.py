@@ -277,10 +277,12 @@ class RealHost:
             self.baseline[vm] = self.fingerprint(vm)
 
     def observe(self, vms: Iterable[VmId]) -> promises.Observation:
-        """The VMs' drives and the test's volumes as the product's checker sees a host."""
+        """The VMs' drives and the test's volumes as the product's checker sees a host.
+        Each VM must still be running (a test's precondition, not a promise)."""
         drives: list[promises.ObservedDrive] = []
         changed: list[VmId] = []
         for vm in vms:
+            assert self.is_running(vm), f"VM {vm} is not running"
             for drive, source in self.sources(vm).items():
                 drives.append(promises.ObservedDrive(DriveKey(vm, drive), tray_of(source),
                                                      self.state(vm, drive),
@@ -291,12 +293,8 @@ class RealHost:
                                     tuple(changed))
 
     def violations(self, *vms: VmId, settled: bool = True) -> list[str]:
-        """What breaks the promises now on ``vms`` (the product's checker); a VM that is
-        not running any more is named first."""
-        down = [vm for vm in vms if not self.is_running(vm)]
-        running = [vm for vm in vms if vm not in down]
-        return ([f"VM {vm} is not running" for vm in down]
-                + promises.violations(self.observe(running), settled))
+        """What breaks the promises now on ``vms`` (the product's checker)."""
+        return promises.violations(self.observe(vms), settled)
 
     # --- cleanup -------------------------------------------------------------------------
 
