@@ -128,14 +128,16 @@ def canonical(root: etree._Element, skip: Iterable[str] = ()) -> str:
     metadata). Two blocks with equal canonical forms mean the same to vdsm."""
     block = copy.deepcopy(root)
     names = set(skip)
-    for el in list(block.iterchildren(_DEVICE)):
-        if el.get("name") in names and el.get("devtype", "disk") == "disk":
-            block.remove(el)
+    # Blank text first: a block left without children once the entries are skipped (as
+    # libvirt indents a block holding only our entry) must not keep its indentation.
     for el in block.iter():
         if el.tail is not None and not el.tail.strip():
             el.tail = None
         if len(el) and el.text is not None and not el.text.strip():
             el.text = None
+    for el in list(block.iterchildren(_DEVICE)):
+        if el.get("name") in names and el.get("devtype", "disk") == "disk":
+            block.remove(el)
     return etree.tostring(block, method="c14n").decode()
 
 

@@ -2,12 +2,13 @@
 
 On a real host vdsm shares the ``<ovirt-vm:vm>`` block with us and builds its VM object
 from it with ``vdsm.virt.metadata.Descriptor`` (from the vdsm snapshot beside the
-repository). For each flow, the clean run, a crash before each of its port calls, and a
-failure of each call (a failed teardown of the old CD leaves the state "switched") are run
-through the simulator; the
-block each leaves, and the block after the recovery that follows, are read by vdsm: it
-must find exactly one ``sdc`` device, see the CD and the pending change our entries
-describe, and see every element that is not ours as it was.
+repository). For each flow, the clean run, a crash before each of the port calls the clean
+run makes, and a failure of each of them (before it, or after it took effect; a failed
+teardown of the old CD leaves the change's markers) are run through the simulator, the
+fault addressed by the call it means (``{call, occurrence}``); the block each leaves, and
+the block after the recovery that follows, are read by vdsm: it must find exactly one
+``sdc`` device, see the CD and the pending change our entries describe, and see every
+element that is not ours as it was.
 """
 
 from __future__ import annotations
@@ -21,45 +22,23 @@ import pytest
 from needs import unavailable
 from ovirt_cdrom.simulator import report, runner
 from ovirt_cdrom.simulator.scenario import parse_document
+from rig import unrelated_metadata, vm_id, volume
 from vdsm_snapshot import snapshot, unpack_lib
 
-POOL = "13345997-b94f-42dd-b8ef-a1392f65cebf"
-SD = "88252cf6-381e-48f0-8795-a294a32c7149"
-VM = "6f4b1f2e-0c1d-4a8e-9b7a-3c2d1e0f9a8b"
-A = {"poolID": POOL, "domainID": SD, "imageID": "89f05c7d-b961-4935-993f-514499024515",
-     "volumeID": "626a493f-5214-4337-b580-96a1ce702c2a"}
-B = {"poolID": POOL, "domainID": SD, "imageID": "0b7c2f0e-3f7a-4b1e-8d8e-4a0a9c6f1d2e",
-     "volumeID": "5d2e9a41-7c3b-4f6a-9e1d-2b8c7a6f5e4d"}
+VM = vm_id("reader").value
+A = volume("a").as_dict()
+B = volume("b").as_dict()
 PDIV_KEYS = ("domainID", "imageID", "poolID", "volumeID")
-
-# What vdsm keeps beside our entry: values of every type, custom properties, a NIC, a disk.
-UNRELATED = f"""
-    <ovirt-vm:clusterVersion>4.7</ovirt-vm:clusterVersion>
-    <ovirt-vm:destroy_on_reboot type="bool">False</ovirt-vm:destroy_on_reboot>
-    <ovirt-vm:memGuaranteedSize type="int">1024</ovirt-vm:memGuaranteedSize>
-    <ovirt-vm:minGuaranteedMemoryMb type="int">512</ovirt-vm:minGuaranteedMemoryMb>
-    <ovirt-vm:custom><ovirt-vm:viodiskcache>writeback</ovirt-vm:viodiskcache></ovirt-vm:custom>
-    <ovirt-vm:device mac_address="56:6f:7a:c1:00:01">
-        <ovirt-vm:network>ovirtmgmt</ovirt-vm:network>
-    </ovirt-vm:device>
-    <ovirt-vm:device devtype="disk" name="sda">
-        <ovirt-vm:domainID>{SD}</ovirt-vm:domainID>
-        <ovirt-vm:imageID>d8b7c6a5-4e3f-4a2b-9c1d-0e9f8a7b6c5d</ovirt-vm:imageID>
-        <ovirt-vm:poolID>{POOL}</ovirt-vm:poolID>
-        <ovirt-vm:volumeID>a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d</ovirt-vm:volumeID>
-        <ovirt-vm:volumeChain><ovirt-vm:volumeChainNode>
-            <ovirt-vm:leaseOffset type="int">108003328</ovirt-vm:leaseOffset>
-            <ovirt-vm:leasePath>/dev/{SD}/leases</ovirt-vm:leasePath>
-        </ovirt-vm:volumeChainNode></ovirt-vm:volumeChain>
-    </ovirt-vm:device>"""
 
 
 def block(sdc: dict[str, str] | None) -> str:
+    """The VM's block as vdsm writes it (the rig's values of every type, custom
+    properties, a NIC, a disk), with the ``sdc`` entry naming ``sdc`` (None: empty)."""
     entry = ('<ovirt-vm:device devtype="disk" name="sdc"/>' if sdc is None else
              '<ovirt-vm:device devtype="disk" name="sdc">'
              + "".join(f"<ovirt-vm:{k}>{sdc[k]}</ovirt-vm:{k}>" for k in PDIV_KEYS)
              + "</ovirt-vm:device>")
-    return f'<ovirt-vm:vm xmlns:ovirt-vm="http://ovirt.org/vm/1.0">{UNRELATED}{entry}</ovirt-vm:vm>'
+    return unrelated_metadata("reader").replace("</ovirt-vm:vm>", f"{entry}</ovirt-vm:vm>")
 
 
 FLOWS: dict[str, tuple[dict[str, str] | None, dict[str, str] | None]] = {
@@ -119,44 +98,62 @@ def expected_cd(entries: list[dict[str, Any]]) -> dict[str, Any]:
     raise AssertionError(f"entries no flow writes: {entries}")
 
 
+def document(old: dict[str, str] | None, new: dict[str, str] | None,
+             step_extra: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The flow old -> new with ``step_extra`` injected, then (``steps`` 2) a recovery."""
+    spec = None if new is None else {"device": "cdrom", **new}
+    return {
+        "metadata_encoding": "vdsm-4.50",
+        "volumes": [{**A, "active": old == A}, {**B, "active": False}],
+        "vms": [{"id": VM, "metadata_xml": block(old),
+                 "drives": [{"iface": "sata", "index": 2, "loaded": old}]}],
+        "steps": [{"changeCD": {"vmID": VM, "cdromspec": {
+            "iface": "sata", "index": "2", "drive_spec": spec}}, **step_extra},
+            {"recover": {}}][:steps]}
+
+
 def run(old: dict[str, str] | None, new: dict[str, str] | None,
         step_extra: dict[str, Any]) -> list[dict[str, Any]]:
-    """The flow old -> new with ``step_extra`` injected, then a recovery; the host's final
-    state after each step (a run stepped one step at a time)."""
+    """The host's final state after the change alone, and after the recovery that follows
+    (a run stepped one step at a time)."""
     finals = []
     for steps in (1, 2):
-        spec = None if new is None else {"device": "cdrom", **new}
-        document = {
-            "metadata_encoding": "vdsm-4.50",
-            "volumes": [{**A, "active": old == A}, {**B, "active": False}],
-            "vms": [{"id": VM, "metadata_xml": block(old),
-                     "drives": [{"iface": "sata", "index": 2, "loaded": old}]}],
-            "steps": [{"changeCD": {"vmID": VM, "cdromspec": {
-                "iface": "sata", "index": "2", "drive_spec": spec}}, **step_extra},
-                {"recover": {}}][:steps]}
-        (scenario,), _many = parse_document(document)
+        (scenario,), _many = parse_document(document(old, new, step_extra, steps))
         finals.append(report.scenario_json(runner.run(scenario)))
     return finals
 
 
+def calls_of(flow: str) -> list[dict[str, Any]]:
+    """The named point (``{call, occurrence}``) of each port call of the flow's clean run."""
+    (scenario,), _many = parse_document(document(*FLOWS[flow], {}, 1))
+    (step,) = runner.run(scenario).steps
+    return [{"call": c.call, "occurrence": c.occurrence} for c in step.trace]
+
+
 def cases() -> list[tuple[str, dict[str, Any]]]:
-    """Each flow clean, with a crash before each call, and with each call failing (a
-    failed teardown of the old CD after the tray switched leaves the state "switched")."""
+    """Each flow clean, with a crash before each call of its clean run, and with each of
+    those calls failing before or after it took effect."""
     out: list[tuple[str, dict[str, Any]]] = []
     for flow in FLOWS:
+        points = calls_of(flow)
         out.append((flow, {}))
-        out += [(flow, {"crash_at_call": n}) for n in range(1, 10)]
-        out += [(flow, {"fail_at_call": n, "fail_effect": effect})
-                for n in range(1, 10) for effect in ("before", "after")]
+        out += [(flow, {"crash_at": point}) for point in points]
+        out += [(flow, {"fail_at": point, "fail_effect": effect})
+                for point in points for effect in ("before", "after")]
     return out
 
 
 def _id(case: tuple[str, dict[str, Any]]) -> str:
     flow, extra = case
-    return flow + "".join(f"-{k}={v}" for k, v in extra.items())
+    shown = {k: f"{v['call']}:{v['occurrence']}" if isinstance(v, dict) else v
+             for k, v in extra.items()}
+    return flow + "".join(f"-{k}={v}" for k, v in shown.items())
 
 
-@pytest.mark.parametrize("case", cases(), ids=[_id(c) for c in cases()])
+CASES = cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 def test_vdsm_reads_what_each_step_leaves(vdsm_metadata: ModuleType,
                                           case: tuple[str, dict[str, Any]]) -> None:
     flow, extra = case
@@ -182,14 +179,14 @@ def test_vdsm_reads_the_switched_state_as_the_cd_in_the_tray(vdsm_metadata: Modu
     """The design's state after the tray switched with the old CD still to tear down (its
     recovery rows change.5/6; the flows keep the change's markers instead, D3) is written
     as the CD in the tray with the old one nested as ``ejecting`` (D19)."""
-    document = {
+    doc = {
         "metadata_encoding": "vdsm-4.50",
         "volumes": [{**A, "active": True}, {**B, "active": True}],
         "vms": [{"id": VM, "metadata_xml": block(None), "drives": [
             {"iface": "sata", "index": 2, "loaded": B,
              "metadata": [{"state": None, "pdiv": B}, {"state": "ejecting", "pdiv": A}]}]}],
         "steps": []}
-    (scenario,), _many = parse_document(document)
+    (scenario,), _many = parse_document(doc)
     vm = report.scenario_json(runner.run(scenario))["final"]["vms"][VM]
     assert vdsm_view(vdsm_metadata, vm["metadata_xml"])["sdc"] == {
         **B, "change": {"state": "ejecting", **A}}

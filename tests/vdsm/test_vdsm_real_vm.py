@@ -31,30 +31,17 @@ if not hasattr(libvirt, "open"):  # missing, or tests/libvirt imported as a name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "libvirt"))
 from ovirt_cdrom.adapters import metadata_xml  # noqa: E402
-from ovirt_cdrom.adapters.libvirt.metadata import from_libvirt  # noqa: E402
+from ovirt_cdrom.adapters.libvirt.hypervisor import LibvirtHypervisor  # noqa: E402
 from ovirt_cdrom.adapters.loop import LoopVolumeActivator  # noqa: E402
-from ovirt_cdrom.adapters.vdsm.domain import VdsmDomainHypervisor, VdsmDomains  # noqa: E402
-from ovirt_cdrom.domain.model import (  # noqa: E402
-    CdEntry,
-    DriveName,
-    EntryState,
-    Unreadable,
-    VmId,
-    VolumeRef,
-)
+from ovirt_cdrom.adapters.vdsm.domains import VdsmDomains  # noqa: E402
+from ovirt_cdrom.domain.model import EMPTY_TRAY, VmId  # noqa: E402
+from ovirt_cdrom.domain.state import Changing, DriveState, Loaded  # noqa: E402
 from ovirt_cdrom.embedding import VdsmCdrom, bootstrap_vdsm  # noqa: E402
-from realvm import UNRELATED_METADATA, RealHost  # noqa: E402
+from realvm import SDC, UNRELATED_METADATA, RealHost  # noqa: E402
+from rig import SUCCESS, spec, volume  # noqa: E402
 from vdsm_support import LoopProbe, LoopVdsmStorage  # noqa: E402
 
 pytestmark = pytest.mark.libvirt
-
-POOL = "5e3b2a10-0d0f-4c3e-9a51-7d3c1f0e2b4a"
-DOMAIN = "0e9b1c2d-3f4a-4b5c-8d6e-7f8091a2b3c4"
-SDC = DriveName("sdc")
-
-
-def _iso() -> VolumeRef:
-    return VolumeRef(POOL, DOMAIN, str(uuid.uuid4()), str(uuid.uuid4()))
 
 
 class Vdsm:
@@ -64,9 +51,10 @@ class Vdsm:
         self.real = real
         self.vm = real.create_vm(metadata=UNRELATED_METADATA)
         self.dom = real.domain(self.vm)  # opened by this test, as vdsm holds its own
-        self.isos = {"fedora": _iso(), "debian": _iso()}
-        for volume in self.isos.values():
-            real.add_volume(volume)
+        self.isos = {name: volume(name) for name in ("fedora", "debian")}
+        for iso in self.isos.values():
+            real.add_volume(iso)
+        real.settle(self.vm)
         self.loop = LoopVolumeActivator(real.storage_root, real.run_root)
         self.storage = LoopVdsmStorage(self.loop)
         self.reloaded: list[str] = []
@@ -77,33 +65,29 @@ class Vdsm:
     def lookup(self, vm_id: str) -> Any:
         return {self.vm.value: self.dom}[vm_id]
 
-    def spec(self, iso: str | None) -> dict[str, Any]:
-        drive_spec = None if iso is None else {"device": "cdrom", **self.isos[iso].as_dict()}
-        return {"iface": "sata", "index": "2", "drive_spec": drive_spec}
-
     def change_cd(self, iso: str | None) -> dict[str, Any]:
         return self.cdrom.changeCD(self.vm.value, self.spec(iso))
 
+    def spec(self, iso: str | None) -> dict[str, Any]:
+        return spec(None if iso is None else self.isos[iso])
+
     def tray(self) -> str:
+        """Which of the ISOs the VM's tray holds (the live XML), or ``empty``."""
         held = self.real.trays(self.vm)[SDC]
-        if held is None:
+        if held == EMPTY_TRAY:
             return "empty"
-        return next(name for name, v in self.isos.items() if v.is_at(held))
+        return next((name for name, v in self.isos.items() if v.in_tray(held)), str(held))
 
     def active(self) -> list[str]:
         return sorted(n for n, v in self.isos.items() if self.loop.is_active(v))
 
-    def block(self) -> Any:
-        return from_libvirt(self.dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                                              metadata_xml.NS, libvirt.VIR_DOMAIN_AFFECT_LIVE))
-
-    def entries(self) -> tuple[CdEntry, ...]:
-        entries = metadata_xml.read_entries(self.block(), SDC)
-        assert not isinstance(entries, Unreadable), entries
-        return entries
+    def state(self) -> DriveState:
+        """What the metadata says (``virsh metadata``, the product's codec)."""
+        return self.real.state(self.vm)
 
     def cd_elements(self) -> list[Any]:
-        return [el for el in self.block().iterchildren(f"{{{metadata_xml.NS}}}device")
+        block = self.real.block(self.vm)
+        return [el for el in block.iterchildren(f"{{{metadata_xml.NS}}}device")
                 if el.get("name") == "sdc"]
 
 
@@ -124,20 +108,20 @@ def vdsm() -> Iterator[Vdsm]:
 
 
 def test_insert_change_eject_through_vdsm_objects(vdsm: Vdsm) -> None:
-    unrelated_before = _unrelated(vdsm.block())
+    assert vdsm.change_cd("fedora") == SUCCESS
+    assert (vdsm.tray(), vdsm.active(), vdsm.state()) == (
+        "fedora", ["fedora"], Loaded(vdsm.isos["fedora"]))
+    assert vdsm.real.violations(vdsm.vm) == []
 
-    assert vdsm.change_cd("fedora") == {"vmList": {}}
-    assert (vdsm.tray(), vdsm.active(), vdsm.entries()) == (
-        "fedora", ["fedora"], (CdEntry(None, vdsm.isos["fedora"]),))
+    assert vdsm.change_cd("debian") == SUCCESS
+    assert (vdsm.tray(), vdsm.active(), vdsm.state()) == (
+        "debian", ["debian"], Loaded(vdsm.isos["debian"]))
+    assert vdsm.real.violations(vdsm.vm) == []
 
-    assert vdsm.change_cd("debian") == {"vmList": {}}
-    assert (vdsm.tray(), vdsm.active(), vdsm.entries()) == (
-        "debian", ["debian"], (CdEntry(None, vdsm.isos["debian"]),))
-
-    assert vdsm.change_cd(None) == {"vmList": {}}
+    assert vdsm.change_cd(None) == SUCCESS
     assert (vdsm.tray(), vdsm.active()) == ("empty", [])
     assert [len(el) for el in vdsm.cd_elements()] == [0]  # the empty <device name="sdc"/>
-    assert _unrelated(vdsm.block()) == unrelated_before
+    assert vdsm.real.violations(vdsm.vm) == []  # unrelated metadata unchanged among them
     # Storage went through vdsm's verbs only; vdsm was told to reload after each write.
     assert [c.split()[0] for c in vdsm.storage.calls] == [
         "prepareImage", "prepareImage", "teardownImage", "teardownImage"]
@@ -145,34 +129,36 @@ def test_insert_change_eject_through_vdsm_objects(vdsm: Vdsm) -> None:
 
 
 def test_a_missing_volume_is_cannot_prepare_image_naming_vdsm_code(vdsm: Vdsm) -> None:
-    assert vdsm.change_cd("fedora") == {"vmList": {}}
-    vdsm.isos["missing"] = _iso()
+    assert vdsm.change_cd("fedora") == SUCCESS
+    vdsm.isos["missing"] = volume("missing")  # no image file: storage does not have it
 
     answer = vdsm.change_cd("missing")
 
     assert answer["code"] == 1630
     assert "VolumeDoesNotExist (201)" in answer["message"]
-    assert (vdsm.tray(), vdsm.active(), vdsm.entries()) == (
-        "fedora", ["fedora"], (CdEntry(None, vdsm.isos["fedora"]),))
+    assert (vdsm.tray(), vdsm.active(), vdsm.state()) == (
+        "fedora", ["fedora"], Loaded(vdsm.isos["fedora"]))
+    assert vdsm.real.violations(vdsm.vm) == []
 
 
 def test_recovery_of_an_interrupted_change_in_vdsm_450_encoding(vdsm: Vdsm) -> None:
     """A change that died after the tray switched: vdsm 4.50's nested <change> remains."""
-    assert vdsm.change_cd("fedora") == {"vmList": {}}
+    assert vdsm.change_cd("fedora") == SUCCESS
     fedora, debian = vdsm.isos["fedora"], vdsm.isos["debian"]
     media = vdsm.loop.prepare(debian)
-    VdsmDomainHypervisor(VdsmDomains(vdsm.lookup)).load(vdsm.vm, SDC, media)
+    LibvirtHypervisor(VdsmDomains(vdsm.lookup)).load(vdsm.vm, SDC, media)
     md = vdsm.cdrom.app.core.metadata()
-    md.write(vdsm.vm, SDC, (CdEntry(EntryState.EJECTING, fedora),
-                            CdEntry(EntryState.LOADING, debian)))
+    md.write(vdsm.vm, SDC, Changing(fedora, debian))
     (element,) = vdsm.cd_elements()
     assert element.find(f"{{{metadata_xml.NS}}}change") is not None
+    assert vdsm.real.violations(vdsm.vm, settled=False) == []
 
     report = vdsm.cdrom.recover_vm(vdsm.vm.value)
 
     assert report.clean, report
-    assert (vdsm.tray(), vdsm.active(), vdsm.entries()) == (
-        "debian", ["debian"], (CdEntry(None, debian),))
+    assert [d.case for d in report.drives] == ["change.4"]
+    assert (vdsm.tray(), vdsm.active(), vdsm.state()) == ("debian", ["debian"], Loaded(debian))
+    assert vdsm.real.violations(vdsm.vm) == []
 
 
 def test_an_unknown_vm_is_no_such_vm(vdsm: Vdsm) -> None:
@@ -181,14 +167,6 @@ def test_an_unknown_vm_is_no_such_vm(vdsm: Vdsm) -> None:
     assert answer["code"] == 1
     assert vdsm.active() == []
     assert vdsm.storage.calls == []
-
-
-def _unrelated(block: Any) -> list[str]:
-    from lxml import etree  # noqa: PLC0415
-
-    return sorted(etree.tostring(el, method="c14n").decode()
-                  for el in block if not (isinstance(el.tag, str)
-                                          and el.get("name") == "sdc"))
 
 
 def test_vm_id_parsing_in_recovery_is_typed(vdsm: Vdsm) -> None:
@@ -202,7 +180,7 @@ def test_vm_id_parsing_in_recovery_is_typed(vdsm: Vdsm) -> None:
 def test_a_vm_vdsm_drops_while_recovery_runs_is_reported_gone(vdsm: Vdsm) -> None:
     """vdsm lists the VM, then the VM is destroyed (its domain object goes away) before
     recovery reads it: nothing is left to recover, and that is no error."""
-    assert vdsm.change_cd("fedora") == {"vmList": {}}
+    assert vdsm.change_cd("fedora") == SUCCESS
     listed = [vdsm.vm.value]
     cdrom = bootstrap_vdsm(lambda vm_id: None, vdsm.storage, vm_ids=lambda: listed,
                            probe=LoopProbe(vdsm.loop))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,66 +13,74 @@ from ovirt_cdrom.adapters.vdsm.storage import (
     CANNOT_DEACTIVATE_LV,
     VdsmVolumeActivator,
 )
+from ovirt_cdrom.adapters.vdsm_layout import block_path, tray_of
 from ovirt_cdrom.domain.errors import StorageError, VolumeInUse
-from ovirt_cdrom.domain.model import DiskType, VmId, VolumeRef
-
-POOL = "5e3b2a10-0d0f-4c3e-9a51-7d3c1f0e2b4a"
-DOMAIN = "0e9b1c2d-3f4a-4b5c-8d6e-7f8091a2b3c4"
+from ovirt_cdrom.domain.model import DiskType, Media, VolumeRef
+from rig import DOMAIN, vm_id, volume
 
 
-def _setup(**fake: Any) -> tuple[MemoryHost, VdsmVolumeActivator, VolumeRef]:
+def _setup(**fake: Any) -> tuple[MemoryHost, FakeVdsmStorage, VdsmVolumeActivator, VolumeRef]:
     host = MemoryHost(files=set())
-    volume = VolumeRef(POOL, DOMAIN, str(uuid.uuid4()), str(uuid.uuid4()))
-    host.add_volume(volume)
-    return host, VdsmVolumeActivator(FakeVdsmStorage(host, **fake), MemoryProbe(host)), volume
+    iso = volume("iso")
+    host.add_volume(iso)
+    storage = FakeVdsmStorage(host, **fake)
+    return host, storage, VdsmVolumeActivator(storage, MemoryProbe(host)), iso
 
 
 def _hold(host: MemoryHost, path: str) -> None:
-    vm = VmId(str(uuid.uuid4()))
+    """A VM whose tray holds ``path`` (the volume open, as QEMU holds it)."""
+    vm = vm_id("holder")
     host.add_vm(vm)
-    host.add_drive(vm, "sata", 2, source=path)
+    host.add_drive(vm, "sata", 2, Media(path, DiskType.BLOCK))
 
 
 def test_a_volume_of_a_file_domain_is_prepared_as_a_file() -> None:
-    _host, activator, volume = _setup(file_domains=frozenset({DOMAIN}))
+    _host, _storage, activator, iso = _setup(file_domains=frozenset({DOMAIN}))
 
-    media = activator.prepare(volume)
+    media = activator.prepare(iso)
 
     assert media.disk_type is DiskType.FILE
-    assert volume.is_at(media.path)
+    assert iso.in_tray(tray_of(media.path))
 
 
 def test_in_use_swallowed_by_vdsm_is_recognised_by_the_volume_still_active() -> None:
-    host, activator, volume = _setup(swallow_in_use=True)
-    _hold(host, activator.prepare(volume).path)
+    host, _storage, activator, iso = _setup(swallow_in_use=True)
+    _hold(host, activator.prepare(iso).path)
 
     with pytest.raises(VolumeInUse, match="still active after teardownImage"):
-        activator.teardown(volume)
-    assert host.volumes[volume]
+        activator.teardown(iso)
+    assert host.volumes[iso]
 
 
 def test_in_use_reported_by_vdsm_is_recognised_by_lvm_message() -> None:
-    host, activator, volume = _setup(swallow_in_use=False)
-    _hold(host, activator.prepare(volume).path)
+    host, _storage, activator, iso = _setup(swallow_in_use=False)
+    _hold(host, activator.prepare(iso).path)
 
     with pytest.raises(VolumeInUse) as caught:
-        activator.teardown(volume)
+        activator.teardown(iso)
     assert caught.value.fields["storage_code"] == CANNOT_DEACTIVATE_LV
-    assert host.volumes[volume]
+    assert host.volumes[iso]
 
 
-@pytest.mark.parametrize(("call", "code"), [("volumes.prepare", CANNOT_ACTIVATE_LVS),
-                                            ("volumes.teardown", CANNOT_DEACTIVATE_LV)],
-                         ids=["prepare", "teardown"])
-def test_other_failures_are_storage_errors_with_vdsm_code(call: str, code: int) -> None:
-    host, activator, volume = _setup()
-    host.script.fail(call, StorageError("lvchange failed"))
+@pytest.mark.parametrize(("verb", "code", "message"), [
+    ("prepareImage", CANNOT_ACTIVATE_LVS, "Cannot activate Logical Volumes: lvchange failed"),
+    ("teardownImage", CANNOT_DEACTIVATE_LV, "Cannot deactivate Logical Volume: lvchange failed"),
+], ids=["prepare", "teardown"])
+@pytest.mark.parametrize("after", [False, True], ids=["before-effect", "after-effect"])
+def test_other_failures_are_storage_errors_with_vdsm_code(verb: str, code: int, message: str,
+                                                         after: bool) -> None:
+    host, storage, activator, iso = _setup()
+    if verb == "teardownImage":
+        activator.prepare(iso)
+    storage.refuse(verb, code, message, after=after)
 
     with pytest.raises(StorageError) as caught:
-        activator.prepare(volume) if call == "volumes.prepare" else activator.teardown(volume)
+        activator.prepare(iso) if verb == "prepareImage" else activator.teardown(iso)
     assert type(caught.value) is StorageError
     assert caught.value.fields["storage_code"] == code
     assert f"({code})" in caught.value.message and "lvchange failed" in caught.value.message
+    # vdsm failed before or after the verb took effect: the answer says no more than that.
+    assert host.volumes[iso] is ((verb == "prepareImage") == after)
 
 
 class Misbehaving:
@@ -106,10 +113,10 @@ _OK = {"status": {"code": 0, "message": "OK"}}
 ], ids=["none", "no-status", "string-code", "bool-code", "raises", "no-path",
         "foreign-path", "network"])
 def test_an_answer_vdsm_never_gives_is_a_storage_error(answer: object) -> None:
-    volume = VolumeRef(POOL, DOMAIN, str(uuid.uuid4()), str(uuid.uuid4()))
+    iso: VolumeRef = volume("iso")
     if isinstance(answer, dict) and answer.get("path") == "PATH":
-        answer = {**answer, "path": f"/rhev/data-center/mnt/blockSD{volume.path_suffix}"}
+        answer = {**answer, "path": block_path(iso)}
     activator = VdsmVolumeActivator(Misbehaving(answer), MemoryProbe(MemoryHost()))
 
     with pytest.raises(StorageError):
-        activator.prepare(volume)
+        activator.prepare(iso)

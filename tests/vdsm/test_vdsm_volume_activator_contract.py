@@ -39,6 +39,7 @@ from ovirt_cdrom.adapters.vdsm.storage import (
 )
 from ovirt_cdrom.domain.errors import StorageError, VolumeNotFound
 from ovirt_cdrom.domain.model import VolumeRef
+from rig import DOMAIN, POOL
 from storage.realdev import LoopSandbox, loop_sandbox
 from vdsm_support import LoopProbe, LoopReportingVdsmStorage, LoopVdsmStorage
 
@@ -52,12 +53,8 @@ __all__ = [
     "test_teardown_of_an_inactive_volume_succeeds",
 ]
 
-POOL = "5e3b2a10-0d0f-4c3e-9a51-7d3c1f0e2b4a"
-DOMAIN = "0e9b1c2d-3f4a-4b5c-8d6e-7f8091a2b3c4"
-
-
 def _volume() -> VolumeRef:
-    """A new volume in the pool and domain this host is connected to."""
+    """A new volume in the pool and domain this host is connected to (the rig's)."""
     return VolumeRef(POOL, DOMAIN, str(uuid.uuid4()), str(uuid.uuid4()))
 
 
