@@ -98,23 +98,19 @@ def parse_untrusted(text: str | bytes) -> etree._Element:
     docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise InvalidMetadata("a DOCTYPE is not allowed in VM metadata")
-    for node in root.iter():
-        if isinstance(node, etree._Entity):
-            raise InvalidMetadata("entity references are not allowed in VM metadata")
-    if _depth(root) > MAX_DEPTH:
+    if next(root.iter(etree.Entity), None) is not None:
+        raise InvalidMetadata("entity references are not allowed in VM metadata")
+    # A document cannot nest deeper than it has tags: only a long one needs counting.
+    if data.count(b"<") > MAX_DEPTH and _depth(root) > MAX_DEPTH:
         raise InvalidMetadata(f"metadata nested deeper than {MAX_DEPTH} levels")
     return root
 
 
 def _depth(root: etree._Element) -> int:
-    deepest = 0
-    stack = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
+    depth = deepest = 0
+    for event, _node in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
         deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((child, depth + 1) for child in node)
     return deepest
 
 
