@@ -69,7 +69,7 @@ class CdromService:
                         key, outcome.state)
         else:
             log.info("changeCD %s: %s", key, outcome.state if outcome.changed else "no change")
-        return dataclasses.replace(outcome, recovered=recovered)
+        return dataclasses.replace(outcome, recovered=True) if recovered else outcome
 
     def recover(self, *vms: VmId) -> RecoveryReport:
         """Clean up every CD-ROM drive of these VMs (e.g. when vdsm recovers a VM)."""
