@@ -35,6 +35,7 @@ from ovirt_cdrom.domain.errors import CdromError
 from ovirt_cdrom.domain.model import DriveKey, DriveName, Tray, VmId, VolumeRef
 from ovirt_cdrom.domain.state import DriveState, Unreadable
 from rig import unrelated_metadata
+from storage.realdev import loops_backed_under
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +88,6 @@ def domain_xml(name: str, vm_uuid: str, cdroms: tuple[str, ...] = ("sdc",),
         etree.SubElement(disk, "alias", name=f"ua-{uuid.uuid4()}")
     etree.SubElement(devices, "memballoon", model="none")
     return etree.tostring(dom, encoding="unicode")
-
-
-def loops_backed_under(base: Path) -> dict[str, str]:
-    """Loop devices whose backing file lies under ``base``: device -> backing file."""
-    found = {}
-    prefix = str(base.resolve()) + "/"
-    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
-        try:
-            path = backing.read_text().strip()
-        except OSError:
-            continue
-        if path.startswith(prefix):
-            found["/dev/" + backing.parent.parent.name] = path
-    return found
 
 
 class RealHost:

@@ -44,9 +44,9 @@ def new_volume() -> VolumeRef:
     return VolumeRef(*(str(uuid.uuid4()) for _ in range(4)))
 
 
-def loops_backed_under(base: Path) -> list[str]:
-    """Loop devices whose backing file lies under ``base`` (from sysfs)."""
-    found = []
+def loops_backed_under(base: Path) -> dict[str, str]:
+    """Loop devices whose backing file lies under ``base`` (from sysfs): device -> file."""
+    found = {}
     prefix = str(base.resolve()) + "/"
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
         try:
@@ -54,7 +54,7 @@ def loops_backed_under(base: Path) -> list[str]:
         except OSError:
             continue
         if path.startswith(prefix):
-            found.append("/dev/" + backing.parent.parent.name)
+            found["/dev/" + backing.parent.parent.name] = path
     return found
 
 
@@ -127,7 +127,7 @@ class LoopSandbox:
             holder.release()
 
     def attached(self) -> list[str]:
-        return loops_backed_under(self.storage_root)
+        return list(loops_backed_under(self.storage_root))
 
     def cleanup(self) -> None:
         for holder in self.holders:
