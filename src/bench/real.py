@@ -367,6 +367,7 @@ def measure(changes: int, rounds: int,
             "storage_ms": statistics.median(storage_ms),
             "libvirt": {
                 "changes_per_round": changes, "rounds": rounds,
+                "domain_type": domain_type(),  # kvm, or qemu (TCG) where KVM is unusable
                 "change_ms": _spread(change_ms),
                 "bare_ms": _spread(bare_ms),
                 "libvirt_only_ms": _spread(libvirt_ms),

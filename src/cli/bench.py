@@ -16,14 +16,14 @@ batches each), the port calls each flow makes, and how long recover_all takes on
 10,000 and 100,000 VMs (half of them with leftovers to clean up). With --real, also a change
 on a real QEMU VM against the fewest libvirt calls a change needs (the overhead ratio).
 
-It takes about 45 s and up to 1.5 GB of memory (the 100,000-VM host); --real adds about a
-minute. The figures and how to read them: docs/performance.md."""
+It takes about a minute and up to 1 GB of memory (the 100,000-VM host); --real adds about
+10 s. The figures and how to read them: docs/performance.md."""
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", parents=[common], description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="measure flow rates, calls per flow and recovery time (about 45 s)")
+                       help="measure flow rates, calls per flow and recovery time (about a minute)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--real", action="store_true",
                    help="also measure a change on a real QEMU VM (needs libvirtd and root; "

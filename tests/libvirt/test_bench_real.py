@@ -28,6 +28,7 @@ def test_real_bench_reports_the_change_the_bare_change_and_its_parts(libvirt_uri
     assert report["libvirt_overhead_ratio"] == pytest.approx(
         report["libvirt_change_ms"] / report["libvirt_bare_ms"])
     lv = report["libvirt"]
+    assert lv["domain_type"] == domain_type()  # the VM the figures come from
     # The bare change is the minimal sequence, written out; the core's calls are counted.
     assert lv["bare_calls"].count("setMetadata") == 2
     assert lv["bare_calls"].count("updateDeviceFlags") == 1

@@ -49,7 +49,8 @@ def test_simulate_help_gives_exit_codes_examples_and_docs() -> None:
 def test_bench_help_says_what_it_measures_and_what_it_costs() -> None:
     done = command("bench", "--help")
     assert done.returncode == 0
-    assert "recover_all" in done.stdout and "45 s" in done.stdout and "1.5 GB" in done.stdout
+    for words in ("recover_all", "about a minute", "1 GB"):
+        assert words in done.stdout, words
 
 
 @pytest.mark.parametrize("args", [["-v", "simulate"], ["simulate", "-v"]],
