@@ -198,8 +198,8 @@ def _trace_table(number: int, outcome: StepOutcome, name: Namer) -> Table:
     table = Table(title=f"Step {number}: port calls", title_justify="left", expand=True)
     table.add_column("#", justify="right")
     table.add_column("call", no_wrap=True)
-    table.add_column("arguments", ratio=3)
-    table.add_column("outcome", ratio=2)
+    table.add_column("arguments", ratio=3, overflow="fold")  # ids wrap, never cut
+    table.add_column("outcome", ratio=2, overflow="fold")
     for c in outcome.trace:
         args = c.args
         if c.call == "metadata.write":
@@ -234,9 +234,9 @@ def _pdiv_text(pdiv: dict[str, Any] | None) -> str:
 def _steps_table(run: ScenarioRun, name: Namer) -> Table:
     table = Table(title="Steps", title_justify="left", show_lines=True, expand=True)
     table.add_column("#", justify="right")
-    table.add_column("step", ratio=3)
+    table.add_column("step", ratio=3, overflow="fold")
     table.add_column("calls", justify="right")
-    table.add_column("outcome", ratio=2)
+    table.add_column("outcome", ratio=2, overflow="fold")
     for i, outcome in enumerate(run.steps, 1):
         lines: list[RenderableType] = [Text(f"{outcome.step.op}: {_args_text(outcome, name)}")]
         if outcome.step.note:
@@ -289,10 +289,10 @@ def _final_tree(run: ScenarioRun, name: Namer) -> Tree:
 
 def _volumes_table(run: ScenarioRun, name: Namer) -> Table:
     table = Table(title="Volumes", title_justify="left")
-    table.add_column("ISO")
+    table.add_column("ISO", overflow="fold")
     for key in ("poolID", "domainID", "imageID", "volumeID"):
-        table.add_column(key)
-    table.add_column("active")
+        table.add_column(key, overflow="fold")
+    table.add_column("active", overflow="fold")
     for v in host_json(run.host, run.scenario.labels)["volumes"]:
         active = Text("active", style="green") if v["active"] else Text("inactive", style="dim")
         table.add_row(v.get("name", "-"), name(v["poolID"]), name(v["domainID"]),

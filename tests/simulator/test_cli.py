@@ -17,9 +17,10 @@ from .hosts import VM1, VM2, A, B, change, crash_at, scenario, vm
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def command(*args: str, stdin: str | bytes | None = None) -> subprocess.CompletedProcess[str]:
+def command(*args: str, stdin: str | bytes | None = None,
+            columns: int = 200) -> subprocess.CompletedProcess[str]:
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    env = {**os.environ, "COLUMNS": "200"}  # a wide terminal: lines are not wrapped
+    env = {**os.environ, "COLUMNS": str(columns)}  # by default wide: lines are not wrapped
     done = subprocess.run([sys.executable, "-m", "ovirt_cdrom", *args], capture_output=True,
                           input=data, timeout=120, check=False, env=env)
     return subprocess.CompletedProcess(done.args, done.returncode,
@@ -181,6 +182,15 @@ def test_ids_are_cut_to_their_shortest_unique_prefix() -> None:
     other = scenario([vm(VM1), vm(VM2)], [change(VM1, A)])
     readable = command("simulate", "-", stdin=json.dumps(other)).stdout
     assert f"VM {VM1[:8]} " in readable and VM1 not in readable.split("metadata_xml")[0]
+
+
+@pytest.mark.parametrize("columns", [40, 60])
+def test_a_narrow_terminal_wraps_ids_and_titles_without_cutting_them(columns: int) -> None:
+    example = Path(__file__).parents[2] / "examples" / "shared-iso-eject.yaml"
+    done = command("simulate", "--trace", str(example), columns=columns)
+    assert done.returncode == 0
+    assert "…" not in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= columns
 
 
 def test_the_metadata_block_is_printed_as_stored_with_ids_whole() -> None:
